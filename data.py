@@ -1,0 +1,306 @@
+"""Datasets: CIFAR-10, a built-in procedural dataset ("shapes"), and an image folder.
+
+Every loader returns a Dataset of uint8 images (n, H, W, 3), NHWC, with int32 labels in
+[0, 10). The training split is the FIRST N images, so a run with N=4096 sees the images of
+the run with N=2048 and 2048 more; the test split is a fixed set (5,120 images by default).
+
+  cifar10   the official binary archive (cifar-10-binary.tar.gz, fixed-length records:
+            1 label byte + 3072 pixel bytes, R, G, B planes of 32x32): downloaded with a
+            progress line into `data_dir`, checked against its published MD5, read straight
+            from the tar without unpickling anything or extracting files. No network? Put
+            the archive in `data_dir` yourself.
+  shapes    10 classes of anti-aliased 32x32 RGB shapes (disk, square, triangle, ring,
+            cross, grating, checkerboard, two disks, ellipse, half-plane) on a shaded
+            background, each image a continuous random draw of position, size, angle and
+            colours. Image i of a split depends only on (seed, split, i), so it is
+            deterministic and train and test are disjoint. A few thousand images span the
+            family well (a model generalizes), a few dozen are isolated points (it
+            memorizes). For offline runs and tests.
+  <folder>  a directory with one subfolder per class (sorted names = labels 0, 1, ...),
+            images readable by Pillow, center-cropped to a square and resized. Images are
+            put in a fixed pseudo-random order (seed 0); the test split is the last
+            `num_test` of that order, the training split the first N.
+
+    python data.py cifar10 --data-dir ~/.cache/diffmem/data   # download and check CIFAR-10
+    python data.py shapes --out shapes.png                    # look at the built-in data
+"""
+import dataclasses
+import hashlib
+import os
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+CIFAR_TRAIN_FILES = [f"cifar-10-batches-bin/data_batch_{i}.bin" for i in range(1, 6)]
+CIFAR_TEST_FILE = "cifar-10-batches-bin/test_batch.bin"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class DataError(Exception):
+    """A problem with the data that the user can fix; the message says how."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    train_images: np.ndarray  # (N, H, W, 3) uint8
+    train_labels: np.ndarray  # (N,) int32
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+# --- CIFAR-10 ---------------------------------------------------------------------------
+
+
+def md5_of(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url, dest):
+    """Download url to dest with a progress line on stderr; atomic (dest.part, then rename)."""
+    part = Path(str(dest) + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length", 0))
+            done, start = 0, time.time()
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                done += len(chunk)
+                rate = done / max(time.time() - start, 1e-6) / 1e6
+                of_total = f"/{total / 1e6:.1f} MB ({100 * done / total:.0f}%)" if total else " MB"
+                print(f"\rdownloading {url}: {done / 1e6:.1f}{of_total} {rate:.1f} MB/s",
+                      end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+    except (urllib.error.URLError, OSError) as err:
+        part.unlink(missing_ok=True)
+        raise DataError(f"cannot download {url} ({err}); with no network, download it elsewhere "
+                        f"and put it at {dest}") from None
+    os.replace(part, dest)
+
+
+def read_cifar_records(archive, member):
+    """(images (n, 32, 32, 3) uint8, labels (n,) int32) from one binary batch in the tar."""
+    with tarfile.open(archive, "r:gz") as tar:
+        raw = tar.extractfile(member).read()
+    records = np.frombuffer(raw, np.uint8)
+    if records.size % 3073:
+        raise DataError(f"{archive}: {member} is not a whole number of 3073-byte records; "
+                        f"delete the archive and download it again")
+    records = records.reshape(-1, 3073)  # (n, 1 label byte + 3*32*32 pixels)
+    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # planes -> NHWC
+    return np.ascontiguousarray(images), records[:, 0].astype(np.int32)
+
+
+def load_cifar10(data_dir, num_train, num_test):
+    data_dir = Path(data_dir).expanduser()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    archive = data_dir / "cifar-10-binary.tar.gz"
+    if not archive.exists():
+        download(CIFAR_URL, archive)
+    found = md5_of(archive)
+    if found != CIFAR_MD5:
+        raise DataError(f"{archive} has MD5 {found}, expected {CIFAR_MD5} (corrupt or partial "
+                        f"download); delete it and run again to download {CIFAR_URL}")
+    check_sizes(num_train, 50_000, num_test, 10_000, "CIFAR-10")
+    try:
+        train = []
+        for name in CIFAR_TRAIN_FILES:  # read batch files until the first N are in
+            train.append(read_cifar_records(archive, name))
+            if sum(len(labels) for _, labels in train) >= num_train:
+                break
+        test_images, test_labels = read_cifar_records(archive, CIFAR_TEST_FILE)
+    except (tarfile.TarError, KeyError, EOFError, OSError, zlib.error) as err:
+        raise DataError(f"{archive} is not a readable CIFAR-10 binary archive ({err}); "
+                        f"delete it and run again") from None
+    train_images = np.concatenate([images for images, _ in train])[:num_train]
+    train_labels = np.concatenate([labels for _, labels in train])[:num_train]
+    return Dataset(train_images, train_labels, test_images[:num_test], test_labels[:num_test])
+
+
+def check_sizes(num_train, have_train, num_test, have_test, name):
+    if num_train > have_train or num_test > have_test:
+        raise DataError(f"{name} has {have_train} training and {have_test} test images; asked for "
+                        f"num_train={num_train} and num_test={num_test}: lower them")
+
+
+# --- the built-in procedural dataset -------------------------------------------------------
+
+SHAPE_CLASSES = ("disk", "square", "triangle", "ring", "cross",
+                 "grating", "checkerboard", "two_disks", "ellipse", "half_plane")
+SUPERSAMPLE = 4  # render at 4x and average: anti-aliased edges, so images vary smoothly
+
+
+def rotate(x, y, angle):
+    c, s = np.cos(angle), np.sin(angle)
+    return c * x + s * y, -s * x + c * y
+
+
+def shape_mask(label, x, y, p):
+    """Coverage in {0, 1} of shape `label` at coordinates x, y in [-1, 1]; p: (10,) params
+    in [0, 1) that each shape maps to its own position, size and angle."""
+    cx, cy = 1.2 * p[0] - 0.6, 1.2 * p[1] - 0.6
+    size = 0.25 + 0.35 * p[2]
+    angle = 2 * np.pi * p[3]
+    u, v = rotate(x - cx, y - cy, angle)
+    if label == 0:
+        return np.hypot(u, v) < size
+    if label == 1:
+        return np.maximum(abs(u), abs(v)) < 0.8 * size
+    if label == 2:  # equilateral triangle: inside three half-planes
+        return np.all([rotate(u, v, k * 2 * np.pi / 3)[1] < 0.5 * size for k in range(3)], axis=0)
+    if label == 3:
+        r = np.hypot(u, v)
+        return (r < size) & (r > size * (0.35 + 0.35 * p[4]))
+    if label == 4:
+        arm, width = 1.1 * size, 0.25 * size * (1 + p[4])
+        return ((abs(u) < arm) & (abs(v) < width)) | ((abs(v) < arm) & (abs(u) < width))
+    if label == 5:
+        period = 0.3 + 0.5 * p[4]
+        return np.sin(2 * np.pi * (u / period + p[5])) > 0
+    if label == 6:
+        cell = 0.25 + 0.35 * p[4]
+        return (np.floor(u / cell + p[5]) + np.floor(v / cell + p[6])) % 2 == 0
+    if label == 7:
+        dx, dy = rotate(0.35 + 0.2 * p[4], 0.0, angle)
+        r = 0.5 * size
+        return (np.hypot(x - cx - dx, y - cy - dy) < r) | (np.hypot(x - cx + dx, y - cy + dy) < r)
+    if label == 8:
+        return (u / size) ** 2 + (v / (size * (0.3 + 0.4 * p[4]))) ** 2 < 1
+    return u < (p[4] - 0.5)  # half-plane through a random offset
+
+
+def render_shape(label, rng, size):
+    p = rng.random(10)
+    colors = rng.random((3, 3))  # background, background gradient end, foreground
+    while np.abs(colors[2] - colors[0]).sum() < 0.6:  # keep the shape visible
+        colors[2] = rng.random(3)
+    n = size * SUPERSAMPLE
+    coords = (np.arange(n) + 0.5) / n * 2 - 1
+    x, y = np.meshgrid(coords, coords)  # (n, n): x across, y down
+    g_angle = 2 * np.pi * p[9]
+    ramp = (rotate(x, y, g_angle)[0] + 1.5) / 3.0  # background shading in [0, 1]
+    background = colors[0] + (colors[1] - colors[0]) * 0.5 * ramp[..., None]
+    mask = shape_mask(label, x, y, p)[..., None]
+    image = np.where(mask, colors[2], background)  # (n, n, 3) in [0, 1]
+    image = image.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
+    return np.round(255 * image).astype(np.uint8)
+
+
+def shapes_split(seed, split, n, size=32):
+    """The first n images of a split ('train' or 'test') of the procedural dataset."""
+    split_id = {"train": 0, "test": 1}[split]
+    images = np.empty((n, size, size, 3), np.uint8)
+    labels = np.empty(n, np.int32)
+    for i in range(n):
+        rng = np.random.default_rng([seed, split_id, i])
+        labels[i] = rng.integers(len(SHAPE_CLASSES))
+        images[i] = render_shape(labels[i], rng, size)
+    return images, labels
+
+
+def load_shapes(num_train, num_test, seed=0, size=32):
+    train = shapes_split(seed, "train", num_train, size)
+    test = shapes_split(seed, "test", num_test, size)
+    return Dataset(*train, *test)
+
+
+# --- an image folder ------------------------------------------------------------------------
+
+
+def load_image(path, size):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            side = min(img.size)
+            left, top = (img.width - side) // 2, (img.height - side) // 2
+            img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+            return np.asarray(img, np.uint8)
+    except (OSError, UnidentifiedImageError) as err:
+        raise DataError(f"cannot read image {path} ({err}); remove or replace it") from None
+
+
+def load_folder(root, num_train, num_test, size=32):
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"dataset '{root}' is neither 'cifar10', 'shapes' nor a folder")
+    classes = sorted(d for d in root.iterdir() if d.is_dir())
+    if not classes:
+        raise DataError(f"{root} has no class subfolders; put the images of class k in {root}/<name_k>/")
+    items = [(path, label) for label, d in enumerate(classes)
+             for path in sorted(d.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+    if num_train + num_test > len(items):
+        raise DataError(f"{root} has {len(items)} images; num_train={num_train} plus "
+                        f"num_test={num_test} needs more: lower them or add images")
+    order = np.random.default_rng(0).permutation(len(items))
+    chosen = [items[i] for i in order[:num_train]] + [items[i] for i in order[len(items) - num_test:]]
+    images = np.stack([load_image(path, size) for path, _ in chosen])
+    labels = np.array([label for _, label in chosen], np.int32)
+    return Dataset(images[:num_train], labels[:num_train], images[num_train:], labels[num_train:])
+
+
+def load(dataset, *, num_train, num_test, data_dir, image_size=32, seed=0):
+    """The dataset named by `dataset` ('cifar10', 'shapes' or a folder path)."""
+    if dataset == "cifar10":
+        if image_size != 32:
+            raise DataError(f"CIFAR-10 images are 32x32; got image_size={image_size}")
+        return load_cifar10(data_dir, num_train, num_test)
+    if dataset == "shapes":
+        return load_shapes(num_train, num_test, seed, image_size)
+    return load_folder(dataset, num_train, num_test, image_size)
+
+
+def save_grid(images, path, columns=None):
+    """Write uint8 images (n, H, W, 3) as one PNG, row-major in a grid of `columns`."""
+    from PIL import Image
+
+    n, h, w, c = images.shape
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = -(-n // columns)
+    padded = np.zeros((rows * columns, h, w, c), np.uint8)
+    padded[:n] = images
+    grid = padded.reshape(rows, columns, h, w, c).swapaxes(1, 2).reshape(rows * h, columns * w, c)
+    tmp = f"{path}.tmp.png"
+    Image.fromarray(grid).save(tmp)
+    os.replace(tmp, path)
+
+
+def to_model_range(images):
+    """uint8 [0, 255] -> float32 [-1, 1], the range the model sees."""
+    return images.astype(np.float32) / 127.5 - 1.0
+
+
+def to_uint8(x):
+    """float [-1, 1] -> uint8 [0, 255], clipping what the sampler overshoots."""
+    return np.clip(np.round((np.asarray(x) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("dataset", help="cifar10, shapes or a folder")
+    parser.add_argument("--data-dir", default="~/.cache/diffmem/data")
+    parser.add_argument("--out", default=None, help="write a grid of the first 100 training images")
+    args = parser.parse_args()
+    try:
+        ds = load(args.dataset, num_train=100, num_test=100, data_dir=args.data_dir)
+    except DataError as err:
+        sys.exit(f"error: {err}")
+    print(f"{args.dataset}: train {ds.train_images.shape}, test {ds.test_images.shape}, "
+          f"train label counts {np.bincount(ds.train_labels, minlength=10).tolist()}")
+    if args.out:
+        save_grid(ds.train_images, args.out, columns=10)
+        print(f"wrote {args.out}")

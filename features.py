@@ -1,0 +1,676 @@
+"""Feature spaces for the metrics: raw pixels, the FID Inception-v3 and SSCD, in pure JAX.
+
+    pixels     no weights: the image itself, flattened (H, W, C order), values in [0, 1]
+    inception  pytorch-fid's Inception-v3 (TensorFlow's FID network ported to torch): the
+               2048-d average pool after Mixed_7c, images resized (bilinear, no antialias)
+               to 299x299 and scaled to [-1, 1] exactly as pytorch-fid does
+    sscd       SSCD sscd_disc_mixup: torchvision ResNet-50 trunk, GeM pooling (p=3), a
+               2048->512 linear map, L2 normalization; images resized to 288x288
+               (bilinear) and normalized with the ImageNet mean and std
+
+Conventions. Every extractor takes uint8 numpy images (N, H, W, 3), NHWC, 0..255: datasets
+are stored so, and model samples in [-1, 1] go through images_to_uint8 first (quantized as a
+saved PNG would be, as FID practice does). It returns float32 numpy features (N, D).
+
+Weights are read from weights_dir, else $DIFFMEM_WEIGHTS, else ~/.cache/diffmem/weights,
+and downloaded there when missing. The published .pth files are read without torch by an
+unpickler that only builds dicts and numpy arrays and refuses every other global, then
+cached once as <name>.npz beside the original.
+
+    python features.py --bench      images/s of each space on this machine
+    python features.py --download   fetch and convert the weights (needs internet)
+"""
+import argparse
+import collections
+import functools
+import hashlib
+import os
+import pickle
+import sys
+import time
+import urllib.request
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+WEIGHTS = {  # space: (url, SHA-256 prefix published in the file name, or None)
+    "inception": ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                  "pt_inception-2015-12-05-6726825d.pth", "6726825d"),
+    "sscd": ("https://dl.fbaipublicfiles.com/sscd-copy-detection/sscd_disc_mixup.torchvision.pt", None),
+}
+SPACES = ("pixels", "inception", "sscd")
+DEFAULT_RESIZE = {"inception": 299, "sscd": 288}
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+HIGHEST = lax.Precision.HIGHEST  # no TF32/bf16 passes on GPUs: FID is sensitive to small feature errors
+
+
+# ---------------------------------------------------------------------------------------
+# Reading torch weight files without torch (and without running anything from the file)
+
+TORCH_STORAGE_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64,
+                        "HalfStorage": np.float16, "BFloat16Storage": jnp.bfloat16,
+                        "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+                        "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_}
+LEGACY_HEADER = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)  # how pre-1.6 (non-zip) torch.save files begin
+
+
+def rebuild_tensor(storage, offset, shape, strides, *unused):
+    """A tensor is a strided view of its 1-D storage; stand-in for torch._utils._rebuild_tensor_v2."""
+    shape, strides = tuple(shape), tuple(strides)
+    if 0 in shape:
+        return np.zeros(shape, storage.dtype)
+    last = offset + sum((n - 1) * s for n, s in zip(shape, strides))
+    if offset < 0 or min(strides, default=0) < 0 or last >= storage.size:
+        raise ValueError(f"a tensor {shape} lies outside its storage: corrupt or malicious file")
+    # a read-only view: as_strided does no bounds checks, hence the check above
+    return np.lib.stride_tricks.as_strided(storage[offset:], shape, [s * storage.itemsize for s in strides],
+                                           writeable=False)
+
+
+def rebuild_parameter(data, *unused):
+    """nn.Parameter -> its data; stand-in for torch._utils._rebuild_parameter."""
+    return data
+
+
+ALLOWED_GLOBALS = {("collections", "OrderedDict"): collections.OrderedDict,
+                   ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+                   ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
+                   **{("torch", name): np.dtype(dtype) for name, dtype in TORCH_STORAGE_DTYPES.items()}}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only ALLOWED_GLOBALS, to our own functions; storages come from load_storage."""
+
+    def __init__(self, file, load_storage=None):
+        super().__init__(file)
+        self.load_storage = load_storage
+
+    def find_class(self, module, name):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise ValueError(f"refused to unpickle the global {module}.{name}: a weight file needs only "
+                             f"dicts, tensors and storages (the file may be malicious)")
+        return ALLOWED_GLOBALS[(module, name)]
+
+    def persistent_load(self, storage_id):
+        if self.load_storage is None or storage_id[0] != "storage":
+            raise ValueError(f"unexpected persistent id {storage_id[0]!r} in a weight file")
+        return self.load_storage(*storage_id[1:])
+
+
+def read_zip_format(path):
+    """torch.save since 1.6: a zip of <root>/data.pkl and one raw file per storage, <root>/data/<key>."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        pickles = [name for name in names if name.endswith("/data.pkl") and name.count("/") == 1]
+        if not pickles:
+            raise ValueError(f"{path}: a zip archive without data.pkl, not a torch weight file")
+        root = pickles[0][:-len("data.pkl")]
+        byteorder = archive.read(root + "byteorder").decode() if root + "byteorder" in names else "little"
+        storages = {}
+
+        def load_storage(dtype, key, location, numel, *unused):
+            if key not in storages:  # tensors can share a storage
+                raw = archive.read(f"{root}data/{key}")
+                storages[key] = np.frombuffer(raw, dtype.newbyteorder("<" if byteorder == "little" else ">"))
+            return storages[key]
+
+        return RestrictedUnpickler(archive.open(pickles[0]), load_storage).load()
+
+
+def read_legacy_format(path):
+    """torch.save before 1.6: pickles of magic, version, system info, the object, storage keys,
+    then each storage's raw data preceded by its element count (int64). Storages are filled
+    after the object is unpickled, so tensors stay views of them until the final copy."""
+    storages = {}
+
+    def load_storage(dtype, key, location, numel, view=None):
+        if key not in storages:  # tensors can share a storage
+            storages[key] = np.empty(numel, dtype)
+        if view is not None:  # (view key, offset, size): a slice of the root storage
+            return storages[key][view[1]:view[1] + view[2]]
+        return storages[key]
+
+    with open(path, "rb") as file:
+        if file.read(len(LEGACY_HEADER)) != LEGACY_HEADER:
+            raise ValueError(f"{path}: not a torch weight file (neither a zip archive nor a legacy "
+                             f"torch.save file): corrupt or incomplete")
+        RestrictedUnpickler(file).load()  # the format's protocol version
+        if not RestrictedUnpickler(file).load().get("little_endian", True):
+            raise ValueError(f"{path}: a big-endian legacy torch file, not supported")
+        state = RestrictedUnpickler(file, load_storage).load()
+        for key in RestrictedUnpickler(file).load():
+            storage = storages[key]
+            count = int.from_bytes(file.read(8), "little")
+            if count != storage.size or file.readinto(storage.view(np.uint8)) != storage.nbytes:
+                raise ValueError(f"{path}: storage {key} is truncated or the wrong size: corrupt file")
+    return state
+
+
+def flat_arrays(tree, prefix=""):
+    """{name: array}: nested dicts (a checkpoint around a state dict) joined with '.', other
+    entries (step counts, optimizer settings) dropped."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flat_arrays(value, f"{prefix}{key}."))
+        elif isinstance(value, np.ndarray):
+            # a C-contiguous, native-byte-order copy, no longer a view of a storage
+            flat[prefix + key] = np.array(value, value.dtype.newbyteorder("="), order="C")
+    return flat
+
+
+def read_torch_file(path):
+    """{name: numpy array} of a torch.save'd state dict (zip or legacy format), without torch."""
+    try:
+        state = read_zip_format(path) if zipfile.is_zipfile(path) else read_legacy_format(path)
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, IndexError, TypeError,
+            AttributeError) as error:  # a damaged file, or a crafted one passing odd arguments
+        raise ValueError(f"{path}: corrupt torch weight file ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return flat_arrays(state)
+
+
+# ---------------------------------------------------------------------------------------
+# Weight files on disk: download, hash check, conversion to .npz
+
+def default_weights_dir():
+    return os.environ.get("DIFFMEM_WEIGHTS") or os.path.expanduser("~/.cache/diffmem/weights")
+
+
+def weight_paths(space, weights_dir=None):
+    """(published file, our .npz cache) for a space."""
+    weights_dir = weights_dir or default_weights_dir()
+    file_name = WEIGHTS[space][0].rsplit("/", 1)[1]
+    cache_name = file_name.rsplit(".", 1)[0] + ".npz"
+    return os.path.join(weights_dir, file_name), os.path.join(weights_dir, cache_name)
+
+
+def check_sha256(path, expected_prefix, url):
+    if expected_prefix is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    found = digest.hexdigest()[:len(expected_prefix)]
+    if found != expected_prefix:
+        raise ValueError(f"{path}: SHA-256 begins {found}, expected {expected_prefix}: the file is damaged "
+                         f"or not the published one; delete it and download it again from {url}")
+
+
+def download(url, path, sha256_prefix):
+    """url -> path with a progress line; written under a temporary name, renamed once checked."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = f"{path}.part{os.getpid()}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as file:
+            total, done = int(response.headers.get("Content-Length") or 0), 0
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                file.write(chunk)
+                done += len(chunk)
+                print(f"\rdownloading {url}: {done / 1e6:.1f} / {total / 1e6:.1f} MB", end="",
+                      file=sys.stderr)
+        print(file=sys.stderr)
+        check_sha256(partial, sha256_prefix, url)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def float32_if_float(array):
+    """Our networks run in float32; half and bfloat16 weights would also not survive np.savez."""
+    return array.astype(np.float32) if array.dtype.kind == "f" or array.dtype == jnp.bfloat16 else array
+
+
+def load_torch_state(space, weights_dir=None, allow_download=True):
+    """The {torch name: array} weights of a space, from the .npz cache, else converted from the
+    published file (downloaded first if missing and allowed)."""
+    url, sha256_prefix = WEIGHTS[space]
+    path, cache = weight_paths(space, weights_dir)
+    if os.path.exists(cache):
+        with np.load(cache, allow_pickle=False) as arrays:
+            return dict(arrays)
+    if not os.path.exists(path):
+        fix = f"download {url} and put it at {path} (or set $DIFFMEM_WEIGHTS to its folder)"
+        if not allow_download:
+            raise FileNotFoundError(f"{space} weights missing: {fix}")
+        try:
+            download(url, path, sha256_prefix)
+        except OSError as error:  # urllib's URLError is an OSError
+            raise FileNotFoundError(f"{space} weights missing, download failed ({error}): {fix}") from None
+    check_sha256(path, sha256_prefix, url)
+    state = {name: float32_if_float(array) for name, array in read_torch_file(path).items()}
+    partial = f"{cache}.part{os.getpid()}"
+    with open(partial, "wb") as file:  # through a file object: np.savez would append .npz to a name
+        np.savez(file, **state)
+    os.replace(partial, cache)  # atomic: a reader never sees half a cache
+    return state
+
+
+def available_spaces(weights_dir=None):
+    """The spaces whose weights are present (pixels needs none), in SPACES order."""
+    present = [space for space in WEIGHTS if any(map(os.path.exists, weight_paths(space, weights_dir)))]
+    return ["pixels"] + present
+
+
+# ---------------------------------------------------------------------------------------
+# Layers: NHWC activations, HWIO kernels, BatchNorm folded into each convolution's bias
+
+def conv(p, x, stride=1, same=True):
+    """x (N, H, W, C_in) -> (N, H', W', C_out). same=True pads k//2 on both sides, as torch's
+    padding=k//2 (XLA's 'SAME' would pad a stride-2 conv asymmetrically); False pads nothing."""
+    kh, kw = p["kernel"].shape[:2]
+    padding = [(kh // 2, kh // 2), (kw // 2, kw // 2)] if same else [(0, 0), (0, 0)]
+    y = lax.conv_general_dilated(x, p["kernel"], (stride, stride), padding,
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=HIGHEST)
+    return y + p["bias"]
+
+
+def basic_conv(p, x, stride=1, same=True):
+    """torchvision's BasicConv2d: conv, BatchNorm (folded into p), ReLU."""
+    return jax.nn.relu(conv(p, x, stride, same))
+
+
+def max_pool_3x3(x, stride, pad):
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, stride, stride, 1),
+                             [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+
+
+def avg_pool_3x3_excluding_padding(x):
+    """3x3 stride 1 pad 1 average over the in-image pixels only (count_include_pad=False, as
+    TensorFlow's pooling that the FID weights were trained with)."""
+    window, pads = (1, 3, 3, 1), [(0, 0), (1, 1), (1, 1), (0, 0)]
+    sums = lax.reduce_window(x, 0.0, lax.add, window, (1, 1, 1, 1), pads)
+    ones = jnp.ones((1, *x.shape[1:3], 1), x.dtype)
+    counts = lax.reduce_window(ones, 0.0, lax.add, window, (1, 1, 1, 1), pads)  # (1, H, W, 1): 4, 6 or 9
+    return sums / counts
+
+
+def bilinear_resize_matrix(n_in, n_out):
+    """(n_out, n_in) weights of torch's bilinear interpolation, align_corners=False, no antialias,
+    computed in float32 as torch does (float64 coordinates would differ by up to 2e-5)."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    # each output pixel's centre, in input pixel coordinates
+    source = scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
+    source = np.maximum(source, np.float32(0))  # torch clamps at the first pixel
+    low = np.floor(source)
+    high_weight = source - low
+    low = low.astype(int)
+    matrix = np.zeros((n_out, n_in), np.float32)
+    np.add.at(matrix, (np.arange(n_out), low), np.float32(1) - high_weight)
+    high = np.minimum(low + 1, n_in - 1)  # past the last pixel both weights fall on it
+    np.add.at(matrix, (np.arange(n_out), high), high_weight)
+    return matrix
+
+
+def resize_bilinear(x, size):
+    """(N, H, W, C) -> (N, size, size, C), separable: one matrix product per axis."""
+    x = jnp.einsum("oh,nhwc->nowc", bilinear_resize_matrix(x.shape[1], size), x, precision=HIGHEST)
+    return jnp.einsum("ow,nhwc->nhoc", bilinear_resize_matrix(x.shape[2], size), x, precision=HIGHEST)
+
+
+# ---------------------------------------------------------------------------------------
+# Parameters from torch state dicts. A network is described by its conv units:
+# {our name: (torch conv module, torch BatchNorm module, torch weight shape (C_out, C_in, kh, kw))}
+
+def inception_a_shapes(c_in, pool_features):
+    return {"branch1x1": (64, c_in, 1, 1), "branch5x5_1": (48, c_in, 1, 1),
+            "branch5x5_2": (64, 48, 5, 5),
+            "branch3x3dbl_1": (64, c_in, 1, 1), "branch3x3dbl_2": (96, 64, 3, 3),
+            "branch3x3dbl_3": (96, 96, 3, 3), "branch_pool": (pool_features, c_in, 1, 1)}
+
+
+def inception_b_shapes(c_in):
+    return {"branch3x3": (384, c_in, 3, 3), "branch3x3dbl_1": (64, c_in, 1, 1),
+            "branch3x3dbl_2": (96, 64, 3, 3), "branch3x3dbl_3": (96, 96, 3, 3)}
+
+
+def inception_c_shapes(c_in, c7):
+    return {"branch1x1": (192, c_in, 1, 1), "branch7x7_1": (c7, c_in, 1, 1),
+            "branch7x7_2": (c7, c7, 1, 7), "branch7x7_3": (192, c7, 7, 1),
+            "branch7x7dbl_1": (c7, c_in, 1, 1), "branch7x7dbl_2": (c7, c7, 7, 1),
+            "branch7x7dbl_3": (c7, c7, 1, 7), "branch7x7dbl_4": (c7, c7, 7, 1),
+            "branch7x7dbl_5": (192, c7, 1, 7), "branch_pool": (192, c_in, 1, 1)}
+
+
+def inception_d_shapes(c_in):
+    return {"branch3x3_1": (192, c_in, 1, 1), "branch3x3_2": (320, 192, 3, 3),
+            "branch7x7x3_1": (192, c_in, 1, 1), "branch7x7x3_2": (192, 192, 1, 7),
+            "branch7x7x3_3": (192, 192, 7, 1), "branch7x7x3_4": (192, 192, 3, 3)}
+
+
+def inception_e_shapes(c_in):
+    return {"branch1x1": (320, c_in, 1, 1), "branch3x3_1": (384, c_in, 1, 1),
+            "branch3x3_2a": (384, 384, 1, 3), "branch3x3_2b": (384, 384, 3, 1),
+            "branch3x3dbl_1": (448, c_in, 1, 1), "branch3x3dbl_2": (384, 448, 3, 3),
+            "branch3x3dbl_3a": (384, 384, 1, 3), "branch3x3dbl_3b": (384, 384, 3, 1),
+            "branch_pool": (192, c_in, 1, 1)}
+
+
+def inception_units():
+    """torchvision Inception3 names: every BasicConv2d X holds X.conv and X.bn."""
+    shapes = {"Conv2d_1a_3x3": (32, 3, 3, 3), "Conv2d_2a_3x3": (32, 32, 3, 3), "Conv2d_2b_3x3": (64, 32, 3, 3),
+              "Conv2d_3b_1x1": (80, 64, 1, 1), "Conv2d_4a_3x3": (192, 80, 3, 3)}
+    blocks = {"Mixed_5b": inception_a_shapes(192, 32), "Mixed_5c": inception_a_shapes(256, 64),
+              "Mixed_5d": inception_a_shapes(288, 64), "Mixed_6a": inception_b_shapes(288),
+              "Mixed_6b": inception_c_shapes(768, 128), "Mixed_6c": inception_c_shapes(768, 160),
+              "Mixed_6d": inception_c_shapes(768, 160), "Mixed_6e": inception_c_shapes(768, 192),
+              "Mixed_7a": inception_d_shapes(768), "Mixed_7b": inception_e_shapes(1280),
+              "Mixed_7c": inception_e_shapes(2048)}
+    shapes.update({f"{block}.{conv}": shape for block, convs in blocks.items()
+                   for conv, shape in convs.items()})
+    return {name: (f"{name}.conv", f"{name}.bn", shape) for name, shape in shapes.items()}
+
+
+def resnet50_units():
+    """torchvision resnet50 names: conv1/bn1, layerL.B.convI/bnI, layerL.0.downsample.0/.1."""
+    units = {"conv1": ("conv1", "bn1", (64, 3, 7, 7))}
+    c_in = 64
+    for layer, (n_blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), start=1):
+        for block in range(n_blocks):
+            name = f"layer{layer}.{block}"
+            shapes = [(width, c_in, 1, 1), (width, width, 3, 3), (4 * width, width, 1, 1)]
+            units.update({f"{name}.conv{i}": (f"{name}.conv{i}", f"{name}.bn{i}", shape)
+                          for i, shape in enumerate(shapes, start=1)})
+            if block == 0:  # the first block changes channels (and stride): a projected shortcut
+                units[f"{name}.downsample"] = (f"{name}.downsample.0", f"{name}.downsample.1",
+                                               (4 * width, c_in, 1, 1))
+            c_in = 4 * width
+    return units
+
+
+def strip_prefix(state, anchor, anchor_shape, source):
+    """Drop the prefix ('backbone.', 'module.', ...) that the file puts before the first conv's weight."""
+    candidates = [key[:-len(anchor)] for key, value in state.items()
+                  if key.endswith(anchor) and value.shape == anchor_shape]
+    prefixes = [prefix for prefix in candidates if prefix == "" or prefix.endswith(".")]
+    if len(prefixes) != 1:
+        raise ValueError(f"{source}: expected one '<prefix>{anchor}' of shape {anchor_shape}, found "
+                         f"{len(prefixes)}; the file's keys begin {sorted(state)[:4]}")
+    return {key[len(prefixes[0]):]: value for key, value in state.items() if key.startswith(prefixes[0])}
+
+
+def fold_batchnorm(state, units, eps, source):
+    """{our name: {"kernel": (kh, kw, C_in, C_out), "bias": (C_out,)}}, each conv followed by its
+    eval-mode BatchNorm merged in: bn(conv(x)) = conv(x) * scale + (beta - mean * scale)."""
+    first_conv, _, first_shape = next(iter(units.values()))
+    state = strip_prefix(state, f"{first_conv}.weight", first_shape, source)
+    expected = {f"{conv}.weight": shape for conv, _, shape in units.values()}
+    expected.update({f"{bn}.{stat}": shape[:1] for _, bn, shape in units.values()
+                     for stat in ("weight", "bias", "running_mean", "running_var")})
+    missing = [key for key in expected if key not in state]
+    wrong = [f"{key} {state[key].shape} != {shape}" for key, shape in expected.items()
+             if key in state and state[key].shape != shape]
+    if missing or wrong:
+        raise ValueError(f"{source}: {len(missing)} of {len(expected)} expected weights missing "
+                         f"(e.g. {missing[:3]}), wrong shapes: {wrong[:3]}; "
+                         f"the file's keys begin {sorted(state)[:4]}")
+    params = {}
+    for name, (conv_name, bn, _) in units.items():
+        scale = state[f"{bn}.weight"] / np.sqrt(state[f"{bn}.running_var"] + eps)  # (C_out,)
+        kernel = state[f"{conv_name}.weight"] * scale[:, None, None, None]  # (C_out, C_in, kh, kw)
+        params[name] = {"kernel": kernel.transpose(2, 3, 1, 0),  # (kh, kw, C_in, C_out)
+                        "bias": state[f"{bn}.bias"] - state[f"{bn}.running_mean"] * scale}
+    return params
+
+
+def nest(flat):
+    """{"a.b.c": leaf} -> {"a": {"b": {"c": leaf}}}: module paths become nested dicts."""
+    tree = {}
+    for path, leaf in flat.items():
+        *parents, last = path.split(".")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[last] = leaf
+    return tree
+
+
+def sscd_projection(state, source):
+    """The 2048->512 linear map: the one (512, 2048) matrix in the file (torchvision format:
+    backbone.fc; a classy-format file would call it embeddings.1), and its bias."""
+    found = [key for key, value in state.items() if key.endswith("weight") and value.shape == (512, 2048)]
+    if len(found) != 1 or found[0][:-len("weight")] + "bias" not in state:
+        raise ValueError(f"{source}: expected one (512, 2048) projection '<prefix>fc.weight' with its bias, "
+                         f"found {found}")
+    return {"kernel": state[found[0]].T, "bias": state[found[0][:-len("weight")] + "bias"]}
+
+
+def params_from_torch_state(space, state, source="weights"):
+    if space == "inception":
+        return nest(fold_batchnorm(state, inception_units(), eps=1e-3, source=source))
+    params = nest(fold_batchnorm(state, resnet50_units(), eps=1e-5, source=source))
+    params["fc"] = sscd_projection(state, source)
+    return params
+
+
+def random_torch_state(space, seed=0):
+    """A torch-named state dict of random weights (benchmarks, tests): He-initialised convs keep
+    activations of order 1; random BatchNorm statistics so folding is exercised."""
+    rng = np.random.default_rng(seed)
+    state = {}
+    units = inception_units() if space == "inception" else resnet50_units()
+    for conv_name, bn, (c_out, c_in, kh, kw) in units.values():
+        state[f"{conv_name}.weight"] = rng.normal(0, np.sqrt(2 / (c_in * kh * kw)), (c_out, c_in, kh, kw))
+        state[f"{bn}.weight"], state[f"{bn}.running_var"] = rng.uniform(0.5, 1.5, (2, c_out))
+        state[f"{bn}.bias"], state[f"{bn}.running_mean"] = rng.normal(0, 0.1, (2, c_out))
+    if space == "sscd":
+        state["fc.weight"], state["fc.bias"] = rng.normal(0, 2048 ** -0.5, (512, 2048)), np.zeros(512)
+    return {name: value.astype(np.float32) for name, value in state.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# The networks
+
+def chain(p, x, *names):
+    for name in names:
+        x = basic_conv(p[name], x)
+    return x
+
+
+def inception_a(p, x):  # 35x35
+    return jnp.concatenate([basic_conv(p["branch1x1"], x), chain(p, x, "branch5x5_1", "branch5x5_2"),
+                            chain(p, x, "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"),
+                            basic_conv(p["branch_pool"], avg_pool_3x3_excluding_padding(x))], axis=-1)
+
+
+def inception_b(p, x):  # 35x35 -> 17x17
+    return jnp.concatenate([basic_conv(p["branch3x3"], x, stride=2, same=False),
+                            basic_conv(p["branch3x3dbl_3"], chain(p, x, "branch3x3dbl_1", "branch3x3dbl_2"),
+                                       stride=2, same=False),
+                            max_pool_3x3(x, stride=2, pad=0)], axis=-1)
+
+
+def inception_c(p, x):  # 17x17
+    return jnp.concatenate([basic_conv(p["branch1x1"], x),
+                            chain(p, x, "branch7x7_1", "branch7x7_2", "branch7x7_3"),
+                            chain(p, x, *[f"branch7x7dbl_{i}" for i in range(1, 6)]),
+                            basic_conv(p["branch_pool"], avg_pool_3x3_excluding_padding(x))], axis=-1)
+
+
+def inception_d(p, x):  # 17x17 -> 8x8
+    return jnp.concatenate([basic_conv(p["branch3x3_2"], basic_conv(p["branch3x3_1"], x), stride=2, same=False),
+                            basic_conv(p["branch7x7x3_4"], chain(p, x, "branch7x7x3_1", "branch7x7x3_2",
+                                                                 "branch7x7x3_3"), stride=2, same=False),
+                            max_pool_3x3(x, stride=2, pad=0)], axis=-1)
+
+
+def inception_e(p, x, pool):  # 8x8
+    branch3x3 = basic_conv(p["branch3x3_1"], x)
+    branch3x3dbl = chain(p, x, "branch3x3dbl_1", "branch3x3dbl_2")
+    return jnp.concatenate([basic_conv(p["branch1x1"], x),
+                            basic_conv(p["branch3x3_2a"], branch3x3), basic_conv(p["branch3x3_2b"], branch3x3),
+                            basic_conv(p["branch3x3dbl_3a"], branch3x3dbl),
+                            basic_conv(p["branch3x3dbl_3b"], branch3x3dbl),
+                            basic_conv(p["branch_pool"], pool(x))], axis=-1)
+
+
+def fid_inception_v3(p, x):
+    """x (N, 299, 299, 3) in [-1, 1] -> (N, 8, 8, 2048), the output of Mixed_7c."""
+    x = basic_conv(p["Conv2d_1a_3x3"], x, stride=2, same=False)
+    x = basic_conv(p["Conv2d_2b_3x3"], basic_conv(p["Conv2d_2a_3x3"], x, same=False))
+    x = basic_conv(p["Conv2d_3b_1x1"], max_pool_3x3(x, stride=2, pad=0))
+    x = max_pool_3x3(basic_conv(p["Conv2d_4a_3x3"], x, same=False), stride=2, pad=0)
+    for block in ("Mixed_5b", "Mixed_5c", "Mixed_5d"):
+        x = inception_a(p[block], x)
+    x = inception_b(p["Mixed_6a"], x)
+    for block in ("Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
+        x = inception_c(p[block], x)
+    x = inception_d(p["Mixed_7a"], x)
+    x = inception_e(p["Mixed_7b"], x, avg_pool_3x3_excluding_padding)
+    # pytorch-fid: the FID network max-pools here (a quirk of the TensorFlow graph)
+    return inception_e(p["Mixed_7c"], x, functools.partial(max_pool_3x3, stride=1, pad=1))
+
+
+def bottleneck(p, x, stride):
+    y = jax.nn.relu(conv(p["conv1"], x))
+    y = jax.nn.relu(conv(p["conv2"], y, stride))  # torchvision strides the 3x3 conv (ResNet v1.5)
+    y = conv(p["conv3"], y)
+    return jax.nn.relu(y + (conv(p["downsample"], x, stride) if "downsample" in p else x))
+
+
+def resnet50_trunk(p, x):
+    """x (N, H, W, 3) -> (N, H/32, W/32, 2048)."""
+    x = max_pool_3x3(jax.nn.relu(conv(p["conv1"], x, stride=2)), stride=2, pad=1)
+    for layer, stride in zip(("layer1", "layer2", "layer3", "layer4"), (1, 2, 2, 2)):
+        for block in range(len(p[layer])):
+            x = bottleneck(p[layer][str(block)], x, stride if block == 0 else 1)
+    return x
+
+
+def gem_pool(x, power=3.0, eps=1e-6):
+    """Generalized mean over H and W, (N, H, W, C) -> (N, C); SSCD clamps at eps before the power."""
+    return jnp.mean(jnp.maximum(x, eps) ** power, axis=(1, 2)) ** (1 / power)
+
+
+# ---------------------------------------------------------------------------------------
+# Per-space features of a uint8 batch (N, H, W, 3)
+
+def check_images(images):
+    if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4
+            and images.shape[-1] == 3 and len(images) > 0):
+        raise TypeError("features take uint8 numpy images (N, H, W, 3) with N > 0; "
+                        "model samples in [-1, 1] go through images_to_uint8 first")
+    return images
+
+
+def pixel_features(images):
+    """(N, H*W*3) in [0, 1]. Plain numpy: exact, and nothing a device would speed up."""
+    return check_images(images).reshape(len(images), -1).astype(np.float32) / 255
+
+
+def inception_features(params, images, size=299):
+    x = resize_bilinear(images.astype(jnp.float32) / 255, size)  # pytorch-fid: [0, 1], resize, then 2x-1
+    return jnp.mean(fid_inception_v3(params, 2 * x - 1), axis=(1, 2))  # (N, 2048)
+
+
+def sscd_features(params, images, size=288):
+    x = (resize_bilinear(images.astype(jnp.float32) / 255, size) - IMAGENET_MEAN) / IMAGENET_STD
+    embedding = jnp.dot(gem_pool(resnet50_trunk(params, x)), params["fc"]["kernel"], precision=HIGHEST)
+    embedding = embedding + params["fc"]["bias"]  # (N, 512)
+    return embedding / jnp.maximum(jnp.linalg.norm(embedding, axis=-1, keepdims=True), 1e-12)
+
+
+def parallel_map(apply, params, per_device_batch=32):
+    """extract(images) -> float32 numpy (N, D): apply(params, batch) over batches split across
+    every local device with jax.pmap, the last batch padded so each call has one shape."""
+    devices = jax.local_devices()
+    n_dev = len(devices)
+    one_slice_per_device = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("devices",)),
+                                                      jax.sharding.PartitionSpec("devices"))
+    # params copied to every device once: a leading device axis (n_dev, ...), one slice each
+    params = jax.device_put(jax.tree.map(lambda a: np.broadcast_to(a, (n_dev, *np.shape(a))), params),
+                            one_slice_per_device)
+    apply_on_devices = jax.pmap(apply, devices=devices)
+
+    def extract(images):
+        check_images(images)
+        per_device = min(per_device_batch, -(-len(images) // n_dev))  # small sets: no compute on padding
+        step = n_dev * per_device
+        outputs = []
+        for start in range(0, len(images), step):
+            batch = images[start:start + step]
+            padded = np.concatenate([batch, np.zeros((step - len(batch), *batch.shape[1:]), np.uint8)])
+            shards = padded.reshape(n_dev, per_device, *batch.shape[1:])  # (n_dev, B/n_dev, H, W, 3)
+            outputs.append((apply_on_devices(params, shards), len(batch)))  # (n_dev, B/n_dev, D), async
+        features = [np.asarray(out).reshape(step, -1)[:n] for out, n in outputs]  # (step, D), padding cut
+        return np.concatenate(features).astype(np.float32)
+
+    return extract
+
+
+# ---------------------------------------------------------------------------------------
+# Entry points
+
+def images_to_uint8(images):
+    """Model images, float in [-1, 1] (N, H, W, 3) -> uint8 0..255, rounded as a saved PNG."""
+    return np.clip(np.round((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def feature_extractor(space, weights_dir=None, *, per_device_batch=32, resize_to=None,
+                      allow_download=True, torch_state=None):
+    """extract(uint8 images (N, H, W, 3)) -> float32 (N, D) for space in SPACES. resize_to
+    overrides the network's input size (299 / 288); torch_state, a {torch name: array} dict,
+    replaces the published weights (random weights, tests)."""
+    if space == "pixels":
+        return pixel_features
+    if space not in WEIGHTS:
+        raise ValueError(f"unknown feature space {space!r}; expected one of {SPACES}")
+    source = "given state" if torch_state is not None else weight_paths(space, weights_dir)[0]
+    state = torch_state if torch_state is not None else load_torch_state(space, weights_dir, allow_download)
+    params = params_from_torch_state(space, state, source)
+    features = inception_features if space == "inception" else sscd_features
+    return parallel_map(functools.partial(features, size=resize_to or DEFAULT_RESIZE[space]), params,
+                        per_device_batch)
+
+
+def extract_features(space, images, weights_dir=None, **options):
+    """One-off feature extraction; build feature_extractor once for repeated calls (it compiles)."""
+    return feature_extractor(space, weights_dir, **options)(images)
+
+
+def benchmark(weights_dir, n_images, image_size, per_device_batch):
+    devices = jax.local_devices()
+    print(f"{len(devices)} {devices[0].platform} device(s) ({devices[0].device_kind}); "
+          f"{n_images} random {image_size}x{image_size} uint8 images, {per_device_batch} per device per step")
+    images = np.random.default_rng(0).integers(0, 256, (n_images, image_size, image_size, 3), np.uint8)
+    present = available_spaces(weights_dir)
+    for space in SPACES:
+        random = space != "pixels" and space not in present
+        extract = feature_extractor(space, weights_dir, per_device_batch=per_device_batch,
+                                    torch_state=random_torch_state(space) if random else None)
+        start = time.perf_counter()
+        extract(images[:per_device_batch * len(devices)])  # compiles for the full step shape
+        compiled = time.perf_counter()
+        features = extract(images)
+        seconds = time.perf_counter() - compiled
+        weights = f"RANDOM weights (none in {weights_dir or default_weights_dir()})" if random else \
+            "no weights" if space == "pixels" else "published weights"
+        print(f"{space:>9}: {n_images / seconds:8.1f} images/s  (D={features.shape[1]}, {weights}, "
+              f"first step incl. compile {compiled - start:.1f} s)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bench", action="store_true", help="print images/s of each feature space")
+    parser.add_argument("--download", action="store_true", help="download and convert the published weights")
+    parser.add_argument("--weights-dir", default=None,
+                        help="default: $DIFFMEM_WEIGHTS or ~/.cache/diffmem/weights")
+    parser.add_argument("--images", type=int, default=64, help="benchmark: number of images")
+    parser.add_argument("--image-size", type=int, default=32, help="benchmark: input height and width")
+    parser.add_argument("--per-device-batch", type=int, default=32)
+    args = parser.parse_args()
+    if args.download:
+        for space in WEIGHTS:
+            load_torch_state(space, args.weights_dir)
+            print(f"{space}: {weight_paths(space, args.weights_dir)[1]}")
+    if args.bench:
+        benchmark(args.weights_dir, args.images, args.image_size, args.per_device_batch)
+    if not (args.bench or args.download):
+        parser.print_help()

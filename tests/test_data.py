@@ -1,0 +1,152 @@
+"""Datasets: CIFAR-10's binary format on a small archive made here in the same format, the
+built-in procedural data, image folders, and the one-line errors."""
+import hashlib
+import io
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data
+
+
+def make_cifar_archive(path, per_file=7, seed=0):
+    """A cifar-10-binary.tar.gz of the official layout with random records; returns the
+    (images NHWC, labels) it holds for the train and the test split."""
+    rng = np.random.default_rng(seed)
+    expected = {"train": ([], []), "test": ([], [])}
+    with tarfile.open(path, "w:gz") as tar:
+        for name in data.CIFAR_TRAIN_FILES + [data.CIFAR_TEST_FILE]:
+            labels = rng.integers(0, 10, per_file, dtype=np.uint8)
+            planes = rng.integers(0, 256, (per_file, 3, 32, 32), dtype=np.uint8)  # R, G, B planes
+            raw = b"".join(bytes([label]) + image.tobytes() for label, image in zip(labels, planes))
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+            split = "test" if name == data.CIFAR_TEST_FILE else "train"
+            expected[split][0].append(planes.transpose(0, 2, 3, 1))
+            expected[split][1].append(labels)
+    return {k: (np.concatenate(v[0]), np.concatenate(v[1])) for k, v in expected.items()}
+
+
+@pytest.fixture
+def cifar_dir(tmp_path, monkeypatch):
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    expected = make_cifar_archive(archive)
+    monkeypatch.setattr(data, "CIFAR_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    return tmp_path, expected
+
+
+def test_cifar_binary_records_parse_to_the_first_n_images(cifar_dir):
+    root, expected = cifar_dir
+    ds = data.load("cifar10", num_train=10, num_test=5, data_dir=root)  # spans two batch files
+    np.testing.assert_array_equal(ds.train_images, expected["train"][0][:10])
+    np.testing.assert_array_equal(ds.train_labels, expected["train"][1][:10])
+    np.testing.assert_array_equal(ds.test_images, expected["test"][0][:5])
+    np.testing.assert_array_equal(ds.test_labels, expected["test"][1][:5])
+    assert ds.train_images.dtype == np.uint8 and ds.train_images.shape == (10, 32, 32, 3)
+
+
+def test_cifar_download_checks_the_md5_and_is_atomic(tmp_path, monkeypatch):
+    source = tmp_path / "server" / "cifar-10-binary.tar.gz"
+    source.parent.mkdir()
+    make_cifar_archive(source)
+    monkeypatch.setattr(data, "CIFAR_URL", source.as_uri())  # urllib reads file:// URLs
+    monkeypatch.setattr(data, "CIFAR_MD5", hashlib.md5(source.read_bytes()).hexdigest())
+    ds = data.load("cifar10", num_train=3, num_test=3, data_dir=tmp_path / "cache")
+    assert ds.train_images.shape == (3, 32, 32, 3)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["cifar-10-binary.tar.gz"]
+
+
+def test_cifar_wrong_checksum_is_a_clear_error(cifar_dir, monkeypatch):
+    root, _ = cifar_dir
+    monkeypatch.setattr(data, "CIFAR_MD5", "0" * 32)
+    with pytest.raises(data.DataError, match="MD5 .* expected 0{32}.*delete it"):
+        data.load("cifar10", num_train=3, num_test=3, data_dir=root)
+
+
+def test_cifar_corrupt_archive_is_a_clear_error(tmp_path, monkeypatch):
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    archive.write_bytes(b"\x1f\x8b this is not a gzip stream" * 100)
+    monkeypatch.setattr(data, "CIFAR_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    with pytest.raises(data.DataError, match="not a readable CIFAR-10 binary archive"):
+        data.load("cifar10", num_train=3, num_test=3, data_dir=tmp_path)
+
+
+def test_no_network_names_the_url_and_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CIFAR_URL", "http://127.0.0.1:9/cifar-10-binary.tar.gz")  # refused
+    with pytest.raises(data.DataError, match=r"cannot download http://127.0.0.1:9/.*put it at .*cifar-10-binary"):
+        data.load("cifar10", num_train=3, num_test=3, data_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # no partial file left behind
+
+
+def test_too_many_images_asked_is_a_clear_error(cifar_dir):
+    root, _ = cifar_dir
+    with pytest.raises(data.DataError, match="50000 training .* num_train=60000"):
+        data.load("cifar10", num_train=60000, num_test=5, data_dir=root)
+
+
+def test_shapes_are_deterministic_prefix_stable_and_disjoint():
+    a_images, a_labels = data.shapes_split(0, "train", 40)
+    b_images, b_labels = data.shapes_split(0, "train", 25)
+    np.testing.assert_array_equal(a_images[:25], b_images)  # the first N of a larger N
+    np.testing.assert_array_equal(a_labels[:25], b_labels)
+    test_images, _ = data.shapes_split(0, "test", 40)
+    other_seed, _ = data.shapes_split(1, "train", 40)
+    flat = lambda x: {img.tobytes() for img in x}
+    assert len(flat(a_images)) == 40  # no duplicates
+    assert not flat(a_images) & flat(test_images) and not flat(a_images) & flat(other_seed)
+    assert set(a_labels) <= set(range(10)) and len(set(a_labels)) >= 8
+
+
+def test_shapes_render_their_shape():
+    """Every class draws a foreground that covers some but not all of the image."""
+    images, labels = data.shapes_split(0, "train", 200)
+    for label in range(10):
+        for image in images[labels == label][:5]:
+            colours = np.unique(image.reshape(-1, 3), axis=0)
+            assert len(colours) > 2  # background shading, foreground, anti-aliased edges
+
+
+def write_folder(root, counts, size=(20, 12)):
+    rng = np.random.default_rng(0)
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{i:03d}.png")
+
+
+def test_image_folder_loads_classes_as_sorted_subfolders(tmp_path):
+    write_folder(tmp_path, {"cat": 6, "apple": 4})
+    ds = data.load(str(tmp_path), num_train=7, num_test=3, data_dir=tmp_path / "unused", image_size=8)
+    assert ds.train_images.shape == (7, 8, 8, 3) and ds.test_images.shape == (3, 8, 8, 3)
+    labels = np.concatenate([ds.train_labels, ds.test_labels])
+    assert np.bincount(labels).tolist() == [4, 6]  # apple = 0, cat = 1; every image once
+    again = data.load(str(tmp_path), num_train=7, num_test=3, data_dir=tmp_path, image_size=8)
+    np.testing.assert_array_equal(ds.train_images, again.train_images)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(data.DataError, match="neither 'cifar10', 'shapes' nor a folder"):
+        data.load(str(tmp_path / "missing"), num_train=1, num_test=1, data_dir=tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.DataError, match="no class subfolders"):
+        data.load(str(tmp_path / "empty"), num_train=1, num_test=1, data_dir=tmp_path)
+    write_folder(tmp_path / "few", {"a": 2, "b": 2})
+    with pytest.raises(data.DataError, match="has 4 images.*lower them or add images"):
+        data.load(str(tmp_path / "few"), num_train=4, num_test=1, data_dir=tmp_path)
+    (tmp_path / "few" / "a" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(data.DataError, match="cannot read image .*broken.png"):
+        data.load(str(tmp_path / "few"), num_train=3, num_test=2, data_dir=tmp_path)
+
+
+def test_grid_and_range_conversions(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(data.to_uint8(data.to_model_range(images)), images)
+    data.save_grid(images, tmp_path / "grid.png", columns=3)
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert grid.shape == (8, 12, 3)
+    np.testing.assert_array_equal(grid[4:8, 0:4], images[3])
+    np.testing.assert_array_equal(grid[4:8, 8:12], 0)  # padding after the last image

@@ -1,0 +1,159 @@
+"""Training: the command line, the run directory, data parallelism (1 vs 2 devices, two
+processes), resuming after kill -9, and stopping on a non-finite loss."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import train
+from conftest import TINY
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def flags(**overrides):
+    out = []
+    for key, value in {**TINY, **overrides}.items():
+        out += [f"--{key}", ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return out
+
+
+def run_train(run_dir, devices=1, env=None, **overrides):
+    """python train.py in a fresh process with `devices` fake CPU devices."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **(env or {})}
+    cmd = [sys.executable, str(REPO / "train.py"), *flags(run_dir=str(run_dir), data_dir=str(run_dir) + "_data", **overrides)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc, timeout=300):
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out
+    return out
+
+
+def checkpoint_params(run_dir):
+    with np.load(Path(run_dir) / "checkpoint.npz") as f:
+        return {k: f[k] for k in f if k.startswith("state['params']")}
+
+
+def test_flags_override_fields_and_unknown_flags_are_errors():
+    overrides = train.parse_flags(["--preset", "cpu", "--channel_mult", "1,2,2", "--lr", "3e-4",
+                                   "--feature_spaces", "pixels,sscd"])
+    cfg = train.Config(**overrides)
+    assert cfg.channel_mult == (1, 2, 2) and cfg.lr == 3e-4 and cfg.dataset == "shapes"
+    assert cfg.feature_spaces == ("pixels", "sscd")
+    with pytest.raises(SystemExit, match="unknown flag '--learning_rate'"):
+        train.parse_flags(["--learning_rate", "1"])
+    with pytest.raises(SystemExit, match="--steps takes a <class 'int'>, got 'many'"):
+        train.parse_flags(["--steps", "many"])
+    with pytest.raises(SystemExit, match="unknown preset 'gpu'"):
+        train.parse_flags(["--preset", "gpu"])
+
+
+def test_batches_cover_every_image_once_per_epoch(tiny_config):
+    cfg = train.Config(**{**TINY, "num_train": 10, "batch_size": 4})
+    stream = np.concatenate([train.batch_indices(cfg, step) for step in range(10)])  # 4 epochs
+    for epoch in range(4):
+        assert sorted(stream[10 * epoch:10 * (epoch + 1)]) == list(range(10))
+    np.testing.assert_array_equal(train.batch_indices(cfg, 7), train.batch_indices(cfg, 7))
+
+
+def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
+    cfg = train.Config(steps=100_000, first_eval=100, num_evals=4)
+    assert train.eval_steps(cfg) == [100, 1000, 10000, 100000]
+
+
+def test_a_run_writes_config_log_checkpoint_and_samples(tiny_config):
+    log = train.train(tiny_config)
+    run = Path(tiny_config.run_dir)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["base_channels"] == 8 and saved["channel_mult"] == [1, 2]
+    with np.load(run / "log.npz") as f:
+        assert f["step"].tolist() == [3, 6] == train.eval_steps(tiny_config)
+        assert f["train_loss_bins"].shape == (2, 10)
+        for key in ("train_loss", "test_loss", "train_loss_sem", "mem_ratio_pixels",
+                    "swd_pixels_train", "swd_pixels_test", "fid_pixels_test"):
+            assert f[key].shape == (2,) and np.isfinite(f[key]).all(), key
+        np.testing.assert_allclose(f["test_loss"], log["test_loss"])
+    assert (run / "samples" / "step_0000006.png").exists()
+    with np.load(run / "samples" / "step_0000006.npz") as f:
+        assert f["samples"].shape == (4, 8, 8, 3) and f["nearest_pixels"].shape == (4, 8, 8, 3)
+    with np.load(run / "checkpoint.npz") as f:
+        assert int(f["state['step']"]) == 6
+
+
+def test_another_config_in_the_same_run_dir_is_refused(tiny_config):
+    train.prepare_run_dir(tiny_config)
+    other = train.Config(**{**train.dataclasses.asdict(tiny_config), "lr": 0.5})
+    with pytest.raises(SystemExit, match=r"another config \(lr: 0.001 -> 0.5\)"):
+        train.prepare_run_dir(other)
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config, monkeypatch):
+    make = train.make_train_step
+
+    def poisoned(cfg):  # from step 4 on, the loss is NaN
+        step_fn = make(cfg)
+
+        def step(state, *batch):
+            state, loss = step_fn(state, *batch)
+            return state, np.where(np.asarray(state["step"]) > 4, np.nan, np.asarray(loss))
+        return step
+
+    monkeypatch.setattr(train, "make_train_step", poisoned)
+    with pytest.raises(FloatingPointError, match="loss is nan at step 4: training diverged"):
+        train.train(tiny_config)
+    with np.load(Path(tiny_config.run_dir) / "checkpoint.npz") as f:
+        assert int(f["state['step']"]) == 3  # the evaluation at step 3 checkpointed
+        assert f["log/step"].tolist() == [3]
+
+
+def test_two_devices_give_the_same_training_as_one(tmp_path):
+    one, two = run_train(tmp_path / "one", devices=1), run_train(tmp_path / "two", devices=2)
+    finish(one), finish(two)
+    a, b = checkpoint_params(tmp_path / "one"), checkpoint_params(tmp_path / "two")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_two_processes_give_the_same_training_as_one(tmp_path):
+    """Multi-host: two processes with one CPU device each, through jax.distributed."""
+    port = 20000 + os.getpid() % 20000
+    common = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2"}
+    procs = [run_train(tmp_path / "multi", env={**common, "JAX_PROCESS_ID": str(i)}) for i in range(2)]
+    single = run_train(tmp_path / "single", devices=2)
+    for proc in procs + [single]:
+        finish(proc)
+    a, b = checkpoint_params(tmp_path / "single"), checkpoint_params(tmp_path / "multi")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    with np.load(tmp_path / "multi" / "log.npz") as f, np.load(tmp_path / "single" / "log.npz") as g:
+        np.testing.assert_allclose(f["test_loss"], g["test_loss"], rtol=1e-4)
+
+
+def test_a_killed_run_resumes_with_nothing_lost_or_repeated(tmp_path):
+    reference = run_train(tmp_path / "reference", steps=40, num_evals=6, first_eval=2)
+    victim = run_train(tmp_path / "victim", steps=40, num_evals=6, first_eval=2, checkpoint_minutes=0.0)
+    finish(reference)
+    log_file = tmp_path / "victim" / "log.npz"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill -9 once a few evaluations are logged
+        if log_file.exists() and len(np.load(log_file)["step"]) >= 3:
+            break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert len(np.load(log_file)["step"]) < 6, "the run finished before it was killed"
+    out = finish(run_train(tmp_path / "victim", steps=40, num_evals=6, first_eval=2, checkpoint_minutes=0.0))
+    assert "resuming" in out
+    with np.load(tmp_path / "reference" / "log.npz") as ref, np.load(log_file) as got:
+        assert got["step"].tolist() == ref["step"].tolist()  # no row lost or duplicated
+        for key in ("train_loss", "test_loss", "swd_pixels_test"):
+            np.testing.assert_allclose(got[key], ref[key], rtol=1e-4, atol=1e-6, err_msg=key)
