@@ -577,32 +577,17 @@ def sscd_features(params, images, size=288):
     return embedding / jnp.maximum(jnp.linalg.norm(embedding, axis=-1, keepdims=True), 1e-12)
 
 
-def parallel_map(apply, params, per_device_batch=32):
-    """extract(images) -> float32 numpy (N, D): apply(params, batch) over batches split across
-    every local device with jax.pmap, the last batch padded so each call has one shape."""
-    devices = jax.local_devices()
-    n_dev = len(devices)
-    one_slice_per_device = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("devices",)),
-                                                      jax.sharding.PartitionSpec("devices"))
-    # params copied to every device once: a leading device axis (n_dev, ...), one slice each
-    params = jax.device_put(jax.tree.map(lambda a: np.broadcast_to(a, (n_dev, *np.shape(a))), params),
-                            one_slice_per_device)
-    apply_on_devices = jax.pmap(apply, devices=devices)
-
-    def extract(images):
-        check_images(images)
-        per_device = min(per_device_batch, -(-len(images) // n_dev))  # small sets: no compute on padding
-        step = n_dev * per_device
-        outputs = []
-        for start in range(0, len(images), step):
-            batch = images[start:start + step]
-            padded = np.concatenate([batch, np.zeros((step - len(batch), *batch.shape[1:]), np.uint8)])
-            shards = padded.reshape(n_dev, per_device, *batch.shape[1:])  # (n_dev, B/n_dev, H, W, 3)
-            outputs.append((apply_on_devices(params, shards), len(batch)))  # (n_dev, B/n_dev, D), async
-        features = [np.asarray(out).reshape(step, -1)[:n] for out, n in outputs]  # (step, D), padding cut
-        return np.concatenate(features).astype(np.float32)
-
-    return extract
+def jit_batches(apply, params, images, batch=64):
+    """apply(params, images) over batches of `batch` images on one device, jitted; the last
+    batch is padded so every call has the same shape. Training passes train.run_batched
+    instead, which spreads each batch over every device (the project's one pmap)."""
+    apply = jax.jit(apply)
+    outputs = []
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        padded = np.concatenate([chunk, np.zeros((min(batch, len(images)) - len(chunk), *chunk.shape[1:]), np.uint8)])
+        outputs.append(np.asarray(apply(params, padded))[:len(chunk)])
+    return np.concatenate(outputs).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------
@@ -613,11 +598,12 @@ def images_to_uint8(images):
     return np.clip(np.round((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
-def feature_extractor(space, weights_dir=None, *, per_device_batch=32, resize_to=None,
-                      allow_download=True, torch_state=None):
+def feature_extractor(space, weights_dir=None, *, resize_to=None, allow_download=True,
+                      torch_state=None, map_batches=jit_batches):
     """extract(uint8 images (N, H, W, 3)) -> float32 (N, D) for space in SPACES. resize_to
     overrides the network's input size (299 / 288); torch_state, a {torch name: array} dict,
-    replaces the published weights (random weights, tests)."""
+    replaces the published weights (random weights, tests); map_batches(apply, params,
+    images) runs the network over the images (train.py passes its multi-device runner)."""
     if space == "pixels":
         return pixel_features
     if space not in WEIGHTS:
@@ -625,9 +611,9 @@ def feature_extractor(space, weights_dir=None, *, per_device_batch=32, resize_to
     source = "given state" if torch_state is not None else weight_paths(space, weights_dir)[0]
     state = torch_state if torch_state is not None else load_torch_state(space, weights_dir, allow_download)
     params = params_from_torch_state(space, state, source)
-    features = inception_features if space == "inception" else sscd_features
-    return parallel_map(functools.partial(features, size=resize_to or DEFAULT_RESIZE[space]), params,
-                        per_device_batch)
+    network = functools.partial(inception_features if space == "inception" else sscd_features,
+                                size=resize_to or DEFAULT_RESIZE[space])
+    return lambda images: map_batches(network, params, check_images(images))
 
 
 def extract_features(space, images, weights_dir=None, **options):
@@ -635,18 +621,21 @@ def extract_features(space, images, weights_dir=None, **options):
     return feature_extractor(space, weights_dir, **options)(images)
 
 
-def benchmark(weights_dir, n_images, image_size, per_device_batch):
+def benchmark(weights_dir, n_images, image_size, batch):
+    import train  # its data-parallel runner spreads each batch over every local device
+
+    on_devices = lambda apply, params, images: train.run_batched(train.data_parallel(apply), params, images, batch=batch)
     devices = jax.local_devices()
     print(f"{len(devices)} {devices[0].platform} device(s) ({devices[0].device_kind}); "
-          f"{n_images} random {image_size}x{image_size} uint8 images, {per_device_batch} per device per step")
+          f"{n_images} random {image_size}x{image_size} uint8 images, {batch} per batch over all devices")
     images = np.random.default_rng(0).integers(0, 256, (n_images, image_size, image_size, 3), np.uint8)
     present = available_spaces(weights_dir)
     for space in SPACES:
         random = space != "pixels" and space not in present
-        extract = feature_extractor(space, weights_dir, per_device_batch=per_device_batch,
+        extract = feature_extractor(space, weights_dir, map_batches=on_devices,
                                     torch_state=random_torch_state(space) if random else None)
         start = time.perf_counter()
-        extract(images[:per_device_batch * len(devices)])  # compiles for the full step shape
+        extract(images[:batch])  # compiles for the full batch shape
         compiled = time.perf_counter()
         features = extract(images)
         seconds = time.perf_counter() - compiled
@@ -664,13 +653,13 @@ if __name__ == "__main__":
                         help="default: $DIFFMEM_WEIGHTS or ~/.cache/diffmem/weights")
     parser.add_argument("--images", type=int, default=64, help="benchmark: number of images")
     parser.add_argument("--image-size", type=int, default=32, help="benchmark: input height and width")
-    parser.add_argument("--per-device-batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=64, help="benchmark: images per batch, over all devices")
     args = parser.parse_args()
     if args.download:
         for space in WEIGHTS:
             load_torch_state(space, args.weights_dir)
             print(f"{space}: {weight_paths(space, args.weights_dir)[1]}")
     if args.bench:
-        benchmark(args.weights_dir, args.images, args.image_size, args.per_device_batch)
+        benchmark(args.weights_dir, args.images, args.image_size, args.batch)
     if not (args.bench or args.download):
         parser.print_help()

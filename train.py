@@ -84,10 +84,10 @@ PRESETS = {
     # The paper's setup (Appendix A) on CIFAR-10: the Config defaults.
     "paper": {},
     # The built-in data, a small U-Net, short sampling: minutes on a 2-core CPU.
-    "cpu": dict(dataset="shapes", num_train=64, num_test=512, image_size=16, base_channels=16,
+    "cpu": dict(dataset="shapes", num_train=16, num_test=512, image_size=16, base_channels=16,
                 channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8,), batch_size=16,
-                lr=1e-3, steps=3000, ema_decay=0.995, num_evals=12, first_eval=50,
-                eval_train_size=256, sample_steps=25, num_samples=256, swd_samples=256,
+                lr=3e-3, steps=2000, ema_decay=0.995, num_evals=8, first_eval=10,
+                eval_train_size=256, sample_steps=25, num_samples=100, swd_samples=100,
                 feature_spaces=("pixels",), grid_samples=64, checkpoint_minutes=2.0),
 }
 
@@ -104,7 +104,7 @@ def parse_value(field, text):
 
 
 def parse_flags(argv, base=None):
-    """'--field value' pairs (and '--preset name') -> (overrides dict, extra flags)."""
+    """'--field value' pairs, and '--preset name' (applied where it stands) -> overrides."""
     fields = {f.name: f for f in dataclasses.fields(Config)}
     overrides, i = dict(base or {}), 0
     while i < len(argv):
@@ -118,7 +118,8 @@ def parse_flags(argv, base=None):
             try:
                 overrides[name] = parse_value(fields[name], argv[i + 1])
             except ValueError:
-                raise SystemExit(f"error: --{name} takes a {fields[name].type}, got {argv[i + 1]!r}")
+                kind = getattr(fields[name].type, "__name__", str(fields[name].type))
+                raise SystemExit(f"error: --{name} expects {kind}, got {argv[i + 1]!r}")
         else:
             raise SystemExit(f"error: unknown flag {flag!r} (or missing value); flags are --preset "
                              f"and the Config fields: {', '.join('--' + n for n in fields)}")
@@ -136,8 +137,11 @@ def data_parallel(fn):
 
 
 def replicate(tree):
+    """A copy of tree on every local device: (n_local, ...), laid out as pmap lays out its
+    outputs, so the first training step does not compile a second time."""
     n = jax.local_device_count()
-    return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), tree)
+    stacked = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), tree)
+    return data_parallel(lambda x: x)(stacked)
 
 
 def unreplicate(tree):
@@ -268,6 +272,10 @@ def save_log(run_dir, log):
     save_npz(Path(run_dir) / "log.npz", {k: np.asarray(v) for k, v in log.items()})
 
 
+# Fields that may differ when a run is resumed: where things are, how often it reports.
+FREE_ON_RESUME = {"run_dir", "data_dir", "weights_dir", "checkpoint_minutes", "tick_seconds"}
+
+
 def prepare_run_dir(cfg):
     """Create the run directory, or check that an existing one holds the same config."""
     run_dir = Path(cfg.run_dir)
@@ -276,7 +284,8 @@ def prepare_run_dir(cfg):
     if saved.exists():
         old = json.loads(saved.read_text())
         new = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+        diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
+                if old.get(k) != new[k] and k not in FREE_ON_RESUME]
         if diff:
             raise SystemExit(f"error: {run_dir} holds a run with another config ({'; '.join(diff)}); "
                              f"pick a new --run_dir, or resume with `python train.py --run_dir {run_dir}`")
@@ -339,7 +348,9 @@ def make_sample_metrics(cfg, dataset):
     present = features.available_spaces(cfg.weights_dir)
     spaces = [space for space in cfg.feature_spaces if space in present]
     cache_dir = Path(cfg.data_dir).expanduser().parent / "features"
-    extractors = {space: features.feature_extractor(space, cfg.weights_dir) for space in spaces}
+    on_devices = lambda apply, params, images: run_batched(data_parallel(apply), params, images, batch=cfg.eval_batch)
+    extractors = {space: features.feature_extractor(space, cfg.weights_dir, map_batches=on_devices)
+                  for space in spaces}
     refs = {(space, split): reference_features(extractors[space], space, images, cache_dir)
             for space in spaces
             for split, images in [("train", dataset.train_images), ("test", dataset.test_images)]}
@@ -542,6 +553,13 @@ def benchmark(cfg, repeats=10):
              f"{kind} datasheet ({DATASHEET_TFLOPS[kind]} TFLOP/s)" if kind else ""))
 
 
+def enable_compilation_cache(path="~/.cache/diffmem/jax"):
+    """Keep compiled programs on disk: runs that share shapes (a sweep's runs, a resumed
+    run) skip compilation, which is a large part of a short CPU run."""
+    jax.config.update("jax_compilation_cache_dir", str(Path(path).expanduser()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def init_distributed():
     """Several hosts: start one process per host with JAX_COORDINATOR_ADDRESS (host:port of
     process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID set; on one host this does nothing."""
@@ -553,6 +571,7 @@ def init_distributed():
 
 def main(argv):
     init_distributed()
+    enable_compilation_cache()
     bench = "--bench" in argv
     cfg = load_config([a for a in argv if a != "--bench"])
     if bench:

@@ -312,12 +312,13 @@ MULTI_DEVICE_SCRIPT = """
 import json, sys
 import jax, numpy as np
 sys.path.insert(0, {root!r})
-import features
+import features, train
 images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), np.uint8)
 state = features.random_torch_state("sscd", seed=3)
+on_devices = lambda apply, params, images: train.run_batched(train.data_parallel(apply), params, images, batch=4)
 result = {{"devices": len(jax.local_devices()),
           "sscd": features.extract_features("sscd", images, torch_state=state, resize_to=32,
-                                            per_device_batch=2).tolist(),
+                                            map_batches=on_devices).tolist(),
           "torch_imported": "torch" in sys.modules}}
 print(json.dumps(result))
 """
@@ -326,7 +327,7 @@ print(json.dumps(result))
 def test_two_devices_give_the_single_device_features():
     root = os.path.join(os.path.dirname(__file__), "..")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    # 5 images, 2 per device: steps of 4, the last one padded
+    # 5 images through train.run_batched, 2 per device: batches of 4, the last one padded
     run = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT.format(root=root)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -334,6 +335,6 @@ def test_two_devices_give_the_single_device_features():
     assert two_devices["devices"] == 2 and not two_devices["torch_imported"]
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), np.uint8)
     state = features.random_torch_state("sscd", seed=3)
-    # here: one CPU device (unless XLA_FLAGS forces more), one step of 5 images, no padding
-    one_device = features.extract_features("sscd", images, torch_state=state, resize_to=32, per_device_batch=8)
+    # here: features.py's own single-device loop, one batch of 5 images
+    one_device = features.extract_features("sscd", images, torch_state=state, resize_to=32)
     np.testing.assert_allclose(np.array(two_devices["sscd"], np.float32), one_device, rtol=1e-5, atol=1e-6)

@@ -42,6 +42,19 @@ def checkpoint_params(run_dir):
         return {k: f[k] for k in f if k.startswith("state['params']")}
 
 
+def assert_same_training(run_a, run_b):
+    """Same parameters and losses, up to float32 summation order: the per-device means are
+    averaged by pmean instead of summed in one pass, and Adam's g / sqrt(v) magnifies such
+    rounding for near-zero gradients to a small fraction of one lr step (lr = 1e-3)."""
+    a, b = checkpoint_params(run_a), checkpoint_params(run_b)
+    assert a.keys() == b.keys() and len(a) > 20
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-3, atol=1e-4, err_msg=key)
+    with np.load(Path(run_a) / "log.npz") as f, np.load(Path(run_b) / "log.npz") as g:
+        for key in ("train_loss", "test_loss"):
+            np.testing.assert_allclose(f[key], g[key], rtol=1e-4, err_msg=key)
+
+
 def test_flags_override_fields_and_unknown_flags_are_errors():
     overrides = train.parse_flags(["--preset", "cpu", "--channel_mult", "1,2,2", "--lr", "3e-4",
                                    "--feature_spaces", "pixels,sscd"])
@@ -50,7 +63,7 @@ def test_flags_override_fields_and_unknown_flags_are_errors():
     assert cfg.feature_spaces == ("pixels", "sscd")
     with pytest.raises(SystemExit, match="unknown flag '--learning_rate'"):
         train.parse_flags(["--learning_rate", "1"])
-    with pytest.raises(SystemExit, match="--steps takes a <class 'int'>, got 'many'"):
+    with pytest.raises(SystemExit, match="--steps expects int, got 'many'"):
         train.parse_flags(["--steps", "many"])
     with pytest.raises(SystemExit, match="unknown preset 'gpu'"):
         train.parse_flags(["--preset", "gpu"])
@@ -117,10 +130,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_c
 def test_two_devices_give_the_same_training_as_one(tmp_path):
     one, two = run_train(tmp_path / "one", devices=1), run_train(tmp_path / "two", devices=2)
     finish(one), finish(two)
-    a, b = checkpoint_params(tmp_path / "one"), checkpoint_params(tmp_path / "two")
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    assert_same_training(tmp_path / "one", tmp_path / "two")
 
 
 def test_two_processes_give_the_same_training_as_one(tmp_path):
@@ -131,11 +141,7 @@ def test_two_processes_give_the_same_training_as_one(tmp_path):
     single = run_train(tmp_path / "single", devices=2)
     for proc in procs + [single]:
         finish(proc)
-    a, b = checkpoint_params(tmp_path / "single"), checkpoint_params(tmp_path / "multi")
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
-    with np.load(tmp_path / "multi" / "log.npz") as f, np.load(tmp_path / "single" / "log.npz") as g:
-        np.testing.assert_allclose(f["test_loss"], g["test_loss"], rtol=1e-4)
+    assert_same_training(tmp_path / "single", tmp_path / "multi")
 
 
 def test_a_killed_run_resumes_with_nothing_lost_or_repeated(tmp_path):
