@@ -67,12 +67,14 @@ def md5_of(path):
     return digest.hexdigest()
 
 
-def download(url, dest):
-    """Download url to dest with a progress line on stderr; atomic (dest.part, then rename)."""
-    part = Path(str(dest) + ".part")
+def download(url, dest, check=None):
+    """Download url to dest with a progress line on stderr. Written to dest.part, passed to
+    check(path) (which raises if the file is wrong), then renamed: dest is whole or absent."""
+    part = Path(f"{dest}.part")
+    part.parent.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length", 0))
+            total = int(response.headers.get("Content-Length") or 0)
             done, start = 0, time.time()
             while chunk := response.read(1 << 20):
                 out.write(chunk)
@@ -82,10 +84,15 @@ def download(url, dest):
                 print(f"\rdownloading {url}: {done / 1e6:.1f}{of_total} {rate:.1f} MB/s",
                       end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
+        if check is not None:
+            check(part)
     except (urllib.error.URLError, OSError) as err:
         part.unlink(missing_ok=True)
         raise DataError(f"cannot download {url} ({err}); with no network, download it elsewhere "
                         f"and put it at {dest}") from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     os.replace(part, dest)
 
 

@@ -26,15 +26,15 @@ import functools
 import hashlib
 import os
 import pickle
-import sys
 import time
-import urllib.request
 import zipfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+import data
 
 WEIGHTS = {  # space: (url, SHA-256 prefix published in the file name, or None)
     "inception": ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
@@ -203,26 +203,6 @@ def check_sha256(path, expected_prefix, url):
                          f"or not the published one; delete it and download it again from {url}")
 
 
-def download(url, path, sha256_prefix):
-    """url -> path with a progress line; written under a temporary name, renamed once checked."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    partial = f"{path}.part{os.getpid()}"
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as file:
-            total, done = int(response.headers.get("Content-Length") or 0), 0
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                file.write(chunk)
-                done += len(chunk)
-                print(f"\rdownloading {url}: {done / 1e6:.1f} / {total / 1e6:.1f} MB", end="",
-                      file=sys.stderr)
-        print(file=sys.stderr)
-        check_sha256(partial, sha256_prefix, url)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-
-
 def float32_if_float(array):
     """Our networks run in float32; half and bfloat16 weights would also not survive np.savez."""
     return array.astype(np.float32) if array.dtype.kind == "f" or array.dtype == jnp.bfloat16 else array
@@ -240,10 +220,10 @@ def load_torch_state(space, weights_dir=None, allow_download=True):
         fix = f"download {url} and put it at {path} (or set $DIFFMEM_WEIGHTS to its folder)"
         if not allow_download:
             raise FileNotFoundError(f"{space} weights missing: {fix}")
-        try:
-            download(url, path, sha256_prefix)
-        except OSError as error:  # urllib's URLError is an OSError
-            raise FileNotFoundError(f"{space} weights missing, download failed ({error}): {fix}") from None
+        try:  # the hash is checked before the file takes its final name
+            data.download(url, path, check=lambda part: check_sha256(part, sha256_prefix, url))
+        except data.DataError as error:
+            raise FileNotFoundError(f"{space} weights missing: {error}") from None
     check_sha256(path, sha256_prefix, url)
     state = {name: float32_if_float(array) for name, array in read_torch_file(path).items()}
     partial = f"{cache}.part{os.getpid()}"

@@ -378,6 +378,16 @@ def make_sample_metrics(cfg, dataset):
     return sample_metrics
 
 
+def mean_and_sem(losses, image_ids):
+    """Mean loss and its standard error over IMAGES: the losses of an image evaluated several
+    times (N smaller than the evaluation batch) are averaged first, so the error also counts
+    which images happen to be in the set, not only the noise draws."""
+    per_image = np.bincount(image_ids, weights=losses) / np.bincount(image_ids)
+    per_image = per_image[np.bincount(image_ids) > 0]
+    sem = per_image.std(ddof=1) / math.sqrt(len(per_image)) if len(per_image) > 1 else float("nan")
+    return losses.mean(), sem
+
+
 def make_evaluator(cfg, dataset, run_dir):
     """evaluate(state, step) -> one log row: train/test loss (mean, standard error, per
     noise-level bin) with noise and times fixed once, so rows differ only by the network;
@@ -398,6 +408,7 @@ def make_evaluator(cfg, dataset, run_dir):
         loss_sets[split] = (data.to_model_range(images), labels,
                             np.asarray(jax.random.normal(k_noise, (len(images), *shape))),
                             np.asarray(flow.stratified_times(k_t, len(images))))
+    image_ids = {"train": train_rows, "test": np.arange(len(dataset.test_images))}
     sample_noise = np.asarray(jax.random.normal(k_sample, (cfg.num_samples, *shape)))
     sample_labels = dataset.train_labels[np.asarray(jax.random.randint(k_labels, (cfg.num_samples,), 0, cfg.num_train))]
     sample_metrics = make_sample_metrics(cfg, dataset)
@@ -406,8 +417,7 @@ def make_evaluator(cfg, dataset, run_dir):
         row = {"step": step, "images_seen": step * cfg.batch_size}
         for split, (images, labels, noise, t) in loss_sets.items():
             losses = run_batched(loss_fn, state["params"], images, labels, noise, t, batch=cfg.eval_batch)
-            row[f"{split}_loss"] = losses.mean()
-            row[f"{split}_loss_sem"] = losses.std(ddof=1) / math.sqrt(len(losses))
+            row[f"{split}_loss"], row[f"{split}_loss_sem"] = mean_and_sem(losses, image_ids[split])
             row[f"{split}_loss_bins"] = np.asarray(flow.bin_means(t, losses))
         samples = data.to_uint8(run_batched(sample_fn, state["ema"], sample_noise, sample_labels,
                                             batch=cfg.eval_batch))

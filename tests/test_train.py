@@ -77,6 +77,20 @@ def test_batches_cover_every_image_once_per_epoch(tiny_config):
     np.testing.assert_array_equal(train.batch_indices(cfg, 7), train.batch_indices(cfg, 7))
 
 
+def test_loss_standard_error_is_over_images():
+    rng = np.random.default_rng(0)
+    per_image = rng.random(5)
+    ids = np.arange(40) % 5  # each image 8 times, with noise around its own loss
+    losses = per_image[ids] + 0.01 * rng.standard_normal(40)
+    mean, sem = train.mean_and_sem(losses, ids)
+    image_means = [losses[ids == i].mean() for i in range(5)]
+    assert mean == pytest.approx(losses.mean())
+    assert sem == pytest.approx(np.std(image_means, ddof=1) / np.sqrt(5))
+    assert sem > 2 * losses.std(ddof=1) / np.sqrt(40)  # far above the naive 40-sample error
+    distinct = rng.random(30)
+    assert train.mean_and_sem(distinct, np.arange(30))[1] == pytest.approx(distinct.std(ddof=1) / np.sqrt(30))
+
+
 def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
     cfg = train.Config(steps=100_000, first_eval=100, num_evals=4)
     assert train.eval_steps(cfg) == [100, 1000, 10000, 100000]
