@@ -13,9 +13,10 @@ the run with N=2048 and 2048 more; the test split is a fixed set (5,120 images b
             cross, grating, checkerboard, two disks, ellipse, half-plane) on a shaded
             background, each image a continuous random draw of position, size, angle and
             colours. Image i of a split depends only on (seed, split, i), so it is
-            deterministic and train and test are disjoint. A few thousand images span the
-            family well (a model generalizes), a few dozen are isolated points (it
-            memorizes). For offline runs and tests.
+            deterministic and train and test are disjoint. The family is continuous, so a
+            model can generalize to unseen draws; a few dozen images are isolated points
+            that a small U-Net memorizes within minutes on a CPU (the cpu preset). For
+            offline runs and tests.
   <folder>  a directory with one subfolder per class (sorted names = labels 0, 1, ...),
             images readable by Pillow, center-cropped to a square and resized. Images are
             put in a fixed pseudo-random order (seed 0); the test split is the last

@@ -9,7 +9,7 @@
                (bilinear) and normalized with the ImageNet mean and std
 
 Conventions. Every extractor takes uint8 numpy images (N, H, W, 3), NHWC, 0..255: datasets
-are stored so, and model samples in [-1, 1] go through images_to_uint8 first (quantized as a
+are stored so, and model samples in [-1, 1] go through data.to_uint8 first (quantized as a
 saved PNG would be, as FID practice does). It returns float32 numpy features (N, D).
 
 Weights are read from weights_dir, else $DIFFMEM_WEIGHTS, else ~/.cache/diffmem/weights,
@@ -536,7 +536,7 @@ def check_images(images):
     if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4
             and images.shape[-1] == 3 and len(images) > 0):
         raise TypeError("features take uint8 numpy images (N, H, W, 3) with N > 0; "
-                        "model samples in [-1, 1] go through images_to_uint8 first")
+                        "model samples in [-1, 1] go through data.to_uint8 first")
     return images
 
 
@@ -572,11 +572,6 @@ def jit_batches(apply, params, images, batch=64):
 
 # ---------------------------------------------------------------------------------------
 # Entry points
-
-def images_to_uint8(images):
-    """Model images, float in [-1, 1] (N, H, W, 3) -> uint8 0..255, rounded as a saved PNG."""
-    return np.clip(np.round((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
-
 
 def feature_extractor(space, weights_dir=None, *, resize_to=None, allow_download=True,
                       torch_state=None, map_batches=jit_batches):

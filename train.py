@@ -15,8 +15,9 @@ evaluating at log-spaced steps. Every run writes one directory:
 Flags override Config fields (--batch_size 32, --channel_mult 1,2,4); unknown flags are
 errors. Data parallelism is hand-written pmap (see `data_parallel` below): the state is
 replicated on every local device, each host feeds only its shard of the global batch, and
-gradients are averaged with lax.pmean; 1 device, n devices and several hosts (after
-jax.distributed.initialize, see --num_processes) run the same code.
+gradients are averaged with lax.pmean; 1 device, n devices and several hosts (one process
+per host, with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set) run the
+same code.
 """
 import dataclasses
 import hashlib
@@ -555,7 +556,7 @@ def benchmark(cfg, repeats=10):
           f"mult={cfg.channel_mult} blocks={cfg.num_res_blocks} {s}x{s}: {unet.count_params(params):,} params")
     print(f"train   batch {b}: {step_s * 1e3:.1f} ms/step, {b / step_s:.1f} img/s "
           f"(first step incl. compilation {compile_s:.1f} s), {step_flops / 1e9:.2f} GFLOP/step")
-    print(f"sample  batch {nb}: {nb / (euler_s * cfg.sample_steps):.1f} img/s at {cfg.sample_steps} "
+    print(f"sample  batch {nb}: {nb / (euler_s * cfg.sample_steps):.3g} img/s at {cfg.sample_steps} "
           f"Euler steps ({euler_s * 1e3:.1f} ms per step)")
     print(f"MFU     {100 * step_flops / step_s / (n_dev * peak):.1f}% of the measured float32 matmul "
           f"peak ({peak / 1e9:.0f} GFLOP/s per device)"

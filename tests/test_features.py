@@ -302,8 +302,8 @@ def test_pixel_features_are_the_flattened_image_in_unit_range():
     np.testing.assert_array_equal(got, np.array([[0, 0.2, 1, 0.4, 0.8, 0.6]], np.float32))
 
 
-def test_images_to_uint8_and_input_convention():
-    np.testing.assert_array_equal(features.images_to_uint8(np.array([-1.5, -1, 0, 0.999, 1, 2])),
+def test_to_uint8_and_input_convention():
+    np.testing.assert_array_equal(data.to_uint8(np.array([-1.5, -1, 0, 0.999, 1, 2])),
                                   [0, 0, 128, 255, 255, 255])
     with pytest.raises(TypeError, match="uint8"):
         features.extract_features("pixels", np.zeros((1, 4, 4, 3), np.float32))
