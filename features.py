@@ -184,7 +184,7 @@ def default_weights_dir():
 
 def weight_paths(space, weights_dir=None):
     """(published file, our .npz cache) for a space."""
-    weights_dir = weights_dir or default_weights_dir()
+    weights_dir = os.path.expanduser(weights_dir or default_weights_dir())
     file_name = WEIGHTS[space][0].rsplit("/", 1)[1]
     cache_name = file_name.rsplit(".", 1)[0] + ".npz"
     return os.path.join(weights_dir, file_name), os.path.join(weights_dir, cache_name)

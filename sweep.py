@@ -144,7 +144,10 @@ def main(argv):
                 print(f"{name}: complete, skipped")
                 continue
             print(f"\n=== {name}: {field}={getattr(cfg, field):g}, {cfg.steps} steps -> {cfg.run_dir}", flush=True)
-            train.train(cfg)
+            try:
+                train.train(cfg)
+            except train.USER_ERRORS as err:
+                raise SystemExit(f"error in {name}: {err}") from None
     if index is None or flags["--summary"]:
         summarize(runs, out_dir, field)
         import plot

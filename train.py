@@ -73,7 +73,7 @@ class Config:
     num_samples: int = 5120  # generated per evaluation; FID uses as many as the reference
     swd_samples: int = 2000
     feature_spaces: tuple[str, ...] = ("inception", "sscd", "pixels")  # those with weights
-    weights_dir: str = "~/.cache/diffmem/weights"
+    weights_dir: str = ""  # "" = $DIFFMEM_WEIGHTS, else ~/.cache/diffmem/weights
     grid_samples: int = 64
     # bookkeeping
     run_dir: str = "runs/default"
@@ -348,6 +348,9 @@ def make_sample_metrics(cfg, dataset):
     training images to npz_path, for plot.py."""
     present = features.available_spaces(cfg.weights_dir)
     spaces = [space for space in cfg.feature_spaces if space in present]
+    if missing := [space for space in cfg.feature_spaces if space not in present]:
+        print(f"metrics in {', '.join(spaces)}; no weights for {', '.join(missing)} in "
+              f"{cfg.weights_dir or features.default_weights_dir()} (python features.py --download)", flush=True)
     cache_dir = Path(cfg.data_dir).expanduser().parent / "features"
     on_devices = lambda apply, params, images: run_batched(data_parallel(apply), params, images, batch=cfg.eval_batch)
     extractors = {space: features.feature_extractor(space, cfg.weights_dir, map_batches=on_devices)
@@ -502,7 +505,7 @@ def check_finite(loss, step):
 # --- benchmark --------------------------------------------------------------------------------
 
 # Dense float32 peak (TF32 where XLA uses it for float32 matmuls) of known accelerators.
-DATASHEET_TFLOPS = {"H100": 494.7, "H200": 494.7, "A100": 156.0, "TPU v5": 197.0}
+DATASHEET_TFLOPS = {"H100": 494.7, "H200": 494.7, "A100": 156.0}
 
 
 def timed(fn, *args, repeats):
@@ -580,15 +583,19 @@ def init_distributed():
                                    int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"]))
 
 
+# Errors the user can fix: printed as one line, without a traceback.
+USER_ERRORS = (data.DataError, FileNotFoundError, FloatingPointError)
+
+
 def main(argv):
     init_distributed()
     enable_compilation_cache()
     bench = "--bench" in argv
     cfg = load_config([a for a in argv if a != "--bench"])
-    if bench:
-        benchmark(cfg)
-    else:
-        train(cfg)
+    try:
+        benchmark(cfg) if bench else train(cfg)
+    except USER_ERRORS as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":
