@@ -581,6 +581,12 @@ def init_distributed():
         jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts (tests)
         jax.distributed.initialize(os.environ["JAX_COORDINATOR_ADDRESS"],
                                    int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"]))
+        from jax.experimental import multihost_utils
+
+        # set up the hosts' collective channel now, while all of them are at this line: made
+        # lazily at the first computation instead, a host that is slower to get there (data,
+        # compilation) can make the others time out
+        multihost_utils.sync_global_devices("hosts up")
 
 
 # Errors the user can fix: printed as one line, without a traceback.

@@ -152,9 +152,9 @@ def test_two_processes_give_the_same_training_as_one(tmp_path):
     port = 20000 + os.getpid() % 20000
     common = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2"}
     procs = [run_train(tmp_path / "multi", env={**common, "JAX_PROCESS_ID": str(i)}) for i in range(2)]
-    single = run_train(tmp_path / "single", devices=2)
-    for proc in procs + [single]:
+    for proc in procs:
         finish(proc)
+    finish(run_train(tmp_path / "single", devices=2))  # after the pair: 2 cores, 2 processes
     assert_same_training(tmp_path / "single", tmp_path / "multi")
 
 
