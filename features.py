@@ -599,7 +599,6 @@ def extract_features(space, images, weights_dir=None, **options):
 def benchmark(weights_dir, n_images, image_size, batch):
     import train  # its data-parallel runner spreads each batch over every local device
 
-    on_devices = lambda apply, params, images: train.run_batched(train.data_parallel(apply), params, images, batch=batch)
     devices = jax.local_devices()
     print(f"{len(devices)} {devices[0].platform} device(s) ({devices[0].device_kind}); "
           f"{n_images} random {image_size}x{image_size} uint8 images, {batch} per batch over all devices")
@@ -607,7 +606,7 @@ def benchmark(weights_dir, n_images, image_size, batch):
     present = available_spaces(weights_dir)
     for space in SPACES:
         random = space != "pixels" and space not in present
-        extract = feature_extractor(space, weights_dir, map_batches=on_devices,
+        extract = feature_extractor(space, weights_dir, map_batches=train.over_devices(batch),
                                     torch_state=random_torch_state(space) if random else None)
         start = time.perf_counter()
         extract(images[:batch])  # compiles for the full batch shape

@@ -312,6 +312,14 @@ def best_fidelity(log, tau_mem, swd_key="swd_inception_test"):
     return float(swd[best]), float(steps[best])
 
 
+def summary_keys(log):
+    """(memorization score key, SW key) of a log: SSCD and Inception where the run had their
+    weights, else the pixel-space copy fraction and pixel SW."""
+    mem = "mem_sscd" if "mem_sscd" in log else "mem_ratio_pixels"
+    swd = "swd_inception_test" if "swd_inception_test" in log else "swd_pixels_test"
+    return mem, swd
+
+
 def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd", z=3.0, rel=0.01,
                   min_evals=2):
     """{'tau_mem', 'memorization_rate', 'best_swd', 'best_swd_step'}, floats (NaN if undefined)."""

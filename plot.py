@@ -30,10 +30,6 @@ def load_run(run_dir):
     return log, cfg
 
 
-def memorization_key(log):
-    return "mem_sscd" if "mem_sscd" in log else "mem_ratio_pixels"
-
-
 def spaces_of(log, metric):
     return sorted({k.split("_")[1] for k in log if k.startswith(metric + "_") and k.endswith("_test")})
 
@@ -56,7 +52,7 @@ def plot_run(run_dir, out_dir=None):
     out_dir = Path(out_dir or run_dir / "figures")
     log, cfg = load_run(run_dir)
     step, tau = log["step"], metrics.memorization_time(log)
-    mem = memorization_key(log)
+    mem = metrics.summary_keys(log)[0]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
     ax = axes[0, 0]
     for split, color in (("train", "C0"), ("test", "C1")):
@@ -145,7 +141,7 @@ def plot_sweep(sweep_dir):
     if not runs:
         return
     field, mins = meta["field"], meta["normalization"]
-    mem = memorization_key(runs[0][1])
+    mem = metrics.summary_keys(runs[0][1])[0]
     swd_space = spaces_of(runs[0][1], "swd")[0] if spaces_of(runs[0][1], "swd") else None
     panels = [("test - train loss", lambda log: log["test_loss"] - log["train_loss"]),
               (mem, lambda log: log[mem])]

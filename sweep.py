@@ -66,14 +66,6 @@ def is_complete(cfg):
     return log.exists() and int(np.load(log)["step"][-1]) >= cfg.steps
 
 
-def summary_keys(log):
-    """The memorization score and SW distance the summary reads: SSCD and Inception where
-    the run had their weights, else the pixel-space copy fraction and SW."""
-    mem = "mem_sscd" if "mem_sscd" in log else "mem_ratio_pixels"
-    swd = "swd_inception_test" if "swd_inception_test" in log else "swd_pixels_test"
-    return mem, swd
-
-
 def summarize(runs, out_dir, field):
     rows = []
     for name, cfg in runs:
@@ -81,7 +73,7 @@ def summarize(runs, out_dir, field):
         if not path.exists():
             continue
         log = dict(np.load(path))
-        mem_key, swd_key = summary_keys(log)
+        mem_key, swd_key = metrics.summary_keys(log)
         stats = metrics.summarize_run(log, swd_key=swd_key, mem_key=mem_key)
         rows.append(dict(name=name, value=getattr(cfg, field), steps_done=int(log["step"][-1]),
                          final_mem=float(log[mem_key][-1]), mem_key=mem_key, swd_key=swd_key, **stats))

@@ -324,6 +324,12 @@ def run_batched(fn, params, *arrays, batch):
     return np.concatenate(out)
 
 
+def over_devices(batch):
+    """map_batches for features.feature_extractor: the network over every device, in global
+    batches of `batch` images."""
+    return lambda apply, params, images: run_batched(data_parallel(apply), params, images, batch=batch)
+
+
 def reference_features(extract, space, images, cache_dir):
     """Features of a reference split, computed once per (space, images) and cached on disk
     under a hash of the image bytes."""
@@ -352,8 +358,7 @@ def make_sample_metrics(cfg, dataset):
         print(f"metrics in {', '.join(spaces)}; no weights for {', '.join(missing)} in "
               f"{cfg.weights_dir or features.default_weights_dir()} (python features.py --download)", flush=True)
     cache_dir = Path(cfg.data_dir).expanduser().parent / "features"
-    on_devices = lambda apply, params, images: run_batched(data_parallel(apply), params, images, batch=cfg.eval_batch)
-    extractors = {space: features.feature_extractor(space, cfg.weights_dir, map_batches=on_devices)
+    extractors = {space: features.feature_extractor(space, cfg.weights_dir, map_batches=over_devices(cfg.eval_batch))
                   for space in spaces}
     refs = {(space, split): reference_features(extractors[space], space, images, cache_dir)
             for space in spaces
@@ -386,8 +391,8 @@ def mean_and_sem(losses, image_ids):
     """Mean loss and its standard error over IMAGES: the losses of an image evaluated several
     times (N smaller than the evaluation batch) are averaged first, so the error also counts
     which images happen to be in the set, not only the noise draws."""
-    per_image = np.bincount(image_ids, weights=losses) / np.bincount(image_ids)
-    per_image = per_image[np.bincount(image_ids) > 0]
+    counts = np.bincount(image_ids)
+    per_image = np.bincount(image_ids, weights=losses)[counts > 0] / counts[counts > 0]
     sem = per_image.std(ddof=1) / math.sqrt(len(per_image)) if len(per_image) > 1 else float("nan")
     return losses.mean(), sem
 
@@ -599,7 +604,10 @@ def main(argv):
     bench = "--bench" in argv
     cfg = load_config([a for a in argv if a != "--bench"])
     try:
-        benchmark(cfg) if bench else train(cfg)
+        if bench:
+            benchmark(cfg)
+        else:
+            train(cfg)
     except USER_ERRORS as err:
         raise SystemExit(f"error: {err}") from None
 

@@ -316,10 +316,9 @@ sys.path.insert(0, {root!r})
 import features, train
 images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), np.uint8)
 state = features.random_torch_state("sscd", seed=3)
-on_devices = lambda apply, params, images: train.run_batched(train.data_parallel(apply), params, images, batch=4)
 result = {{"devices": len(jax.local_devices()),
           "sscd": features.extract_features("sscd", images, torch_state=state, resize_to=32,
-                                            map_batches=on_devices).tolist(),
+                                            map_batches=train.over_devices(4)).tolist(),
           "torch_imported": "torch" in sys.modules}}
 print(json.dumps(result))
 """
