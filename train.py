@@ -175,8 +175,14 @@ def gather(x):
 # --- training state and step ----------------------------------------------------------------
 
 
+def model_config(cfg):
+    """The U-Net's own config, from the run's flat Config."""
+    return unet.UNetConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(unet.UNetConfig)})
+
+
 def velocity_fn(cfg):
-    return lambda params, x, t, y: unet.apply(params, x, t, y, cfg)
+    model = model_config(cfg)
+    return lambda params, x, t, y: unet.apply(params, x, t, y, model)
 
 
 def make_optimizer(cfg):
@@ -185,7 +191,7 @@ def make_optimizer(cfg):
 
 
 def init_state(cfg):
-    params = unet.init(jax.random.key(cfg.seed), cfg)
+    params = unet.init(jax.random.key(cfg.seed), model_config(cfg))
     return {"params": params, "ema": params, "opt": make_optimizer(cfg).init(params),
             "step": jnp.zeros((), jnp.int32)}
 

@@ -16,9 +16,8 @@ counts the paper publishes (see README, "Architecture"):
 The convolutions closing a residual branch and the output conv start at zero (as in ADM),
 so a fresh network is the identity on its skips and predicts zero velocity.
 
-Layout NHWC, images in [-1, 1]. Every function that builds or runs the network takes the
-run's Config (train.py) and reads these fields: base_channels, channel_mult,
-num_res_blocks, attention_resolutions, head_dim, embed_dim, num_classes, image_size.
+Layout NHWC, images in [-1, 1]. The network owns its configuration, UNetConfig below;
+train.py builds one from the run's flat Config.
 
     python unet.py                  # parameter counts of the paper's five model sizes
 """
@@ -28,6 +27,51 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UNetConfig:
+    """The paper's U-Net (92.7M parameters) by default; base_channels 16, 32, 64, 128, 192
+    give its five model sizes."""
+    image_size: int = 32
+    base_channels: int = 128
+    channel_mult: tuple[int, ...] = (1, 2, 4)  # one level per entry; len - 1 downsamplings
+    num_res_blocks: int = 3
+    attention_resolutions: tuple[int, ...] = (16, 8)
+    head_dim: int = 64
+    embed_dim: int = 512
+    num_classes: int = 10  # label num_classes is the null label
+
+    def __post_init__(self):
+        """Settings the network cannot be built with: a one-line ValueError, not a reshape
+        traceback deep inside apply."""
+        levels = len(self.channel_mult)
+        if levels < 1 or min(self.channel_mult) < 1 or self.base_channels < 1 or self.num_res_blocks < 1:
+            raise ValueError(f"channel_mult {self.channel_mult}, base_channels {self.base_channels} and "
+                             f"num_res_blocks {self.num_res_blocks} must be positive")
+        if self.image_size % 2 ** (levels - 1):
+            raise ValueError(f"image_size {self.image_size} does not halve {levels - 1} times "
+                             f"(channel_mult has {levels} levels): use a multiple of {2 ** (levels - 1)}")
+        resolutions = [self.image_size // 2 ** level for level in range(levels)]
+        if unused := [r for r in self.attention_resolutions if r not in resolutions]:
+            raise ValueError(f"attention_resolutions {unused} do not occur: the levels of a "
+                             f"{self.image_size}x{self.image_size} U-Net are {resolutions}")
+        for level, mult in enumerate(self.channel_mult):
+            channels = mult * self.base_channels
+            attends = resolutions[level] in self.attention_resolutions or level == levels - 1  # middle
+            if attends and channels % heads(channels, self.head_dim):
+                raise ValueError(f"{channels} channels at {resolutions[level]}x{resolutions[level]} do not "
+                                 f"split into {heads(channels, self.head_dim)} attention heads of about "
+                                 f"head_dim {self.head_dim}: change base_channels or head_dim")
+        if self.embed_dim % 2 or self.num_classes < 1:
+            raise ValueError(f"embed_dim must be even (got {self.embed_dim}) and num_classes positive "
+                             f"(got {self.num_classes})")
+
+
+def heads(channels, head_dim):
+    """Attention heads at a level: channels / head_dim, at least one (ADM's num_head_channels)."""
+    return max(1, channels // head_dim)
+
 
 # --- layers -------------------------------------------------------------------------------
 
@@ -144,10 +188,10 @@ def attention_init(key, c):
 def attention(p, x, head_dim):
     """Multi-head self-attention over the H*W positions, residual."""
     b, h, w, c = x.shape
-    heads = max(1, c // head_dim)
-    qkv = conv(p["qkv"], group_norm(p["norm"], x)).reshape(b, h * w, 3, heads, c // heads)
+    n_heads = heads(c, head_dim)
+    qkv = conv(p["qkv"], group_norm(p["norm"], x)).reshape(b, h * w, 3, n_heads, c // n_heads)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, HW, heads, d) each
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(c // heads)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(c // n_heads)
     out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
     return x + conv(p["out"], out.reshape(b, h, w, c))
 
@@ -205,7 +249,7 @@ def layout(cfg):
 
 
 def init(key, cfg):
-    """Parameters of the U-Net described by cfg, as a nested dict of float32 arrays."""
+    """Parameters of the U-Net described by cfg (a UNetConfig), as a nested dict of float32 arrays."""
     down, middle, up = layout(cfg)
     keys = iter(jax.random.split(key, 2 * (len(down) + len(middle) + len(up)) + 8))
     E, C = cfg.embed_dim, cfg.base_channels
@@ -263,10 +307,8 @@ PAPER_MODEL_SIZES = {16: 2_926_690, 32: 7_929_010, 64: 25_751_890, 128: 92_670_6
 
 
 if __name__ == "__main__":
-    from train import Config
-
     for channels, paper in PAPER_MODEL_SIZES.items():
-        cfg = Config(base_channels=channels)
+        cfg = UNetConfig(base_channels=channels)
         shapes = jax.eval_shape(lambda: init(jax.random.key(0), cfg))
         ours = count_params(shapes)
         print(f"C={channels:3d}  ours {ours:>11,}  paper {paper:>11,}  ({100 * (ours / paper - 1):+.3f}%)")

@@ -5,13 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import train
 import unet
 
 
 @pytest.mark.parametrize("channels, paper", sorted(unet.PAPER_MODEL_SIZES.items()))
 def test_parameter_counts_match_the_paper_within_1_percent(channels, paper):
-    cfg = train.Config(base_channels=channels)
+    cfg = unet.UNetConfig(base_channels=channels)
     ours = unet.count_params(jax.eval_shape(lambda: unet.init(jax.random.key(0), cfg)))
     assert abs(ours / paper - 1) < 0.01, (ours, paper)
 
@@ -19,7 +18,7 @@ def test_parameter_counts_match_the_paper_within_1_percent(channels, paper):
 def test_parameter_count_is_the_papers_quadratic_in_the_channels():
     """The paper's counts fit 5090 C^2 + 68325 C + 530450; the quadratic term counts the
     C^2 weights of every conv and attention projection and must match exactly."""
-    counts = [unet.count_params(jax.eval_shape(lambda: unet.init(jax.random.key(0), train.Config(base_channels=c))))
+    counts = [unet.count_params(jax.eval_shape(lambda: unet.init(jax.random.key(0), unet.UNetConfig(base_channels=c))))
               for c in (16, 32, 48)]
     second_difference = counts[2] - 2 * counts[1] + counts[0]  # equally spaced C: 2 * 16^2 * a
     assert second_difference == 2 * 16 ** 2 * 5090
@@ -65,8 +64,12 @@ def test_attention_matches_a_loop_over_heads_in_numpy():
     np.testing.assert_allclose(unet.attention(p, jnp.asarray(x), head_dim), want, rtol=1e-4, atol=1e-4)
 
 
-def test_fresh_network_predicts_zero_and_labels_matter_once_trained(tiny_config):
-    cfg = tiny_config
+TINY_UNET = unet.UNetConfig(image_size=8, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                            attention_resolutions=(4,), head_dim=8, embed_dim=32)
+
+
+def test_fresh_network_predicts_zero_and_labels_matter_once_trained():
+    cfg = TINY_UNET
     params = unet.init(jax.random.key(0), cfg)
     x = jax.random.normal(jax.random.key(1), (3, 8, 8, 3))
     t = jnp.array([0.1, 0.5, 0.9])
@@ -83,3 +86,15 @@ def test_fresh_network_predicts_zero_and_labels_matter_once_trained(tiny_config)
     assert not np.allclose(one(params, 0), one(params, 3), atol=1e-3)
     no_class = dict(params, class_embed=jnp.zeros_like(params["class_embed"]))
     np.testing.assert_allclose(one(params, cfg.num_classes), one(no_class, 0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(image_size=30), "image_size 30 does not halve 2 times"),
+    (dict(attention_resolutions=(12,)), r"attention_resolutions \[12\] do not occur"),
+    (dict(base_channels=100, head_dim=64), "200 channels at 16x16 do not split into 3 attention heads"),
+    (dict(channel_mult=()), "must be positive"),
+])
+def test_settings_the_network_cannot_take_are_one_line_errors(fields, message):
+    with pytest.raises(ValueError, match=message) as error:
+        unet.UNetConfig(**fields)
+    assert "\n" not in str(error.value)
