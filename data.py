@@ -1,7 +1,7 @@
 """Datasets: CIFAR-10, a built-in procedural dataset ("shapes"), and an image folder.
 
 Every loader returns a Dataset of uint8 images (n, H, W, 3), NHWC, with int32 labels in
-[0, 10). The training split is the FIRST N images, so a run with N=4096 sees the images of
+[0, num_classes). The training split is the FIRST N images, so a run with N=4096 sees the images of
 the run with N=2048 and 2048 more; the test split is a fixed set (5,120 images by default).
 
   cifar10   the official binary archive (cifar-10-binary.tar.gz, fixed-length records:
@@ -17,19 +17,27 @@ the run with N=2048 and 2048 more; the test split is a fixed set (5,120 images b
             model can generalize to unseen draws; a few dozen images are isolated points
             that a small U-Net memorizes within minutes on a CPU (the cpu preset). For
             offline runs and tests.
-  <folder>  a directory with one subfolder per class (sorted names = labels 0, 1, ...),
-            images readable by Pillow, center-cropped to a square and resized. Images are
-            put in a fixed pseudo-random order (seed 0); the test split is the last
-            `num_test` of that order, the training split the first N.
+  <folder>  a directory with one subfolder per class (sorted names = labels 0, 1, ...;
+            hidden folders such as .ipynb_checkpoints are ignored), images readable by
+            Pillow, center-cropped to a square and resized. Images are put in a fixed
+            pseudo-random order (seed 0); the test split is the last `num_test` of that
+            order, the training split the first N. A folder holding `train/` and `test/`,
+            each with the same class subfolders, is used as given: the first N of train's
+            fixed order, the first `num_test` of test's.
 
     python data.py cifar10 --data-dir ~/.cache/diffmem/data   # download and check CIFAR-10
     python data.py shapes --out shapes.png                    # look at the built-in data
+
+It also holds the two file helpers every other file uses: atomic_write (a temporary file
+unique to this process and host, renamed into place) and file_hash.
 """
+import contextlib
 import dataclasses
 import hashlib
 import os
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -45,8 +53,8 @@ CIFAR_TEST_FILE = "cifar-10-batches-bin/test_batch.bin"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-class DataError(Exception):
-    """A problem with the data that the user can fix; the message says how."""
+class DataError(ValueError):
+    """A problem with data or weight files that the user can fix; the message says how."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,24 +65,45 @@ class Dataset:
     test_labels: np.ndarray
 
 
-# --- CIFAR-10 ---------------------------------------------------------------------------
+# --- files: atomic writes, hashes, downloads ------------------------------------------------
 
 
-def md5_of(path):
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+@contextlib.contextmanager
+def atomic_write(path, mode="wb", check=None):
+    """with atomic_write(path) as f: write to f. The data goes to a temporary file beside
+    `path` whose name is unique to this process (mkstemp), so jobs of an array or hosts on
+    a shared file system never write into each other's file; check(temporary path), if
+    given, may raise to reject it; then it is renamed onto `path` in one step. A reader sees
+    the old file or the new one, never half of one; on any error the temporary is removed.
+    When two jobs write the same cache, the last rename wins and both files are whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as file:
+            yield file
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide shared caches from others
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_hash(path, algorithm="sha256"):
+    """Hex digest of a file's bytes, read in chunks."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, algorithm).hexdigest()
 
 
 def download(url, dest, check=None):
-    """Download url to dest with a progress line on stderr. Written to dest.part, passed to
-    check(path) (which raises if the file is wrong), then renamed: dest is whole or absent."""
-    part = Path(f"{dest}.part")
-    part.parent.mkdir(parents=True, exist_ok=True)
+    """Download url to dest with a progress line on stderr. check(path) may raise to reject
+    the file before it takes its final name: dest is whole or absent."""
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
+        with urllib.request.urlopen(url, timeout=60) as response, atomic_write(dest, check=check) as out:
             total = int(response.headers.get("Content-Length") or 0)
             done, start = 0, time.time()
             while chunk := response.read(1 << 20):
@@ -85,16 +114,13 @@ def download(url, dest, check=None):
                 print(f"\rdownloading {url}: {done / 1e6:.1f}{of_total} {rate:.1f} MB/s",
                       end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
-        if check is not None:
-            check(part)
     except (urllib.error.URLError, OSError) as err:
-        part.unlink(missing_ok=True)
         raise DataError(f"cannot download {url} ({err}); with no network, download it elsewhere "
                         f"and put it at {dest}") from None
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    os.replace(part, dest)
+
+
+# --- CIFAR-10 ---------------------------------------------------------------------------
+
 
 
 def read_cifar_records(archive, member):
@@ -116,7 +142,7 @@ def load_cifar10(data_dir, num_train, num_test):
     archive = data_dir / "cifar-10-binary.tar.gz"
     if not archive.exists():
         download(CIFAR_URL, archive)
-    found = md5_of(archive)
+    found = file_hash(archive, "md5")
     if found != CIFAR_MD5:
         raise DataError(f"{archive} has MD5 {found}, expected {CIFAR_MD5} (corrupt or partial "
                         f"download); delete it and run again to download {CIFAR_URL}")
@@ -240,34 +266,61 @@ def load_image(path, size):
         raise DataError(f"cannot read image {path} ({err}); remove or replace it") from None
 
 
-def load_folder(root, num_train, num_test, size=32):
+def class_folders(root):
+    """The class subfolders of root, sorted by name; hidden ones (.ipynb_checkpoints) skipped."""
+    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class subfolders; put the images of class k in {root}/<name_k>/")
+    return classes
+
+
+def folder_items(root, class_names):
+    """[(image path, label)] of the class subfolders of root, labels by position in class_names,
+    in a fixed pseudo-random order (seed 0) that does not depend on the file system."""
+    items = [(path, label) for label, name in enumerate(class_names) if (root / name).is_dir()
+             for path in sorted((root / name).iterdir())
+             if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")]
+    return [items[i] for i in np.random.default_rng(0).permutation(len(items))]
+
+
+def load_folder(root, num_train, num_test, size=32, num_classes=10):
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"dataset '{root}' is neither 'cifar10', 'shapes' nor a folder")
-    classes = sorted(d for d in root.iterdir() if d.is_dir())
-    if not classes:
-        raise DataError(f"{root} has no class subfolders; put the images of class k in {root}/<name_k>/")
-    items = [(path, label) for label, d in enumerate(classes)
-             for path in sorted(d.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
-    if num_train + num_test > len(items):
-        raise DataError(f"{root} has {len(items)} images; num_train={num_train} plus "
-                        f"num_test={num_test} needs more: lower them or add images")
-    order = np.random.default_rng(0).permutation(len(items))
-    chosen = [items[i] for i in order[:num_train]] + [items[i] for i in order[len(items) - num_test:]]
+    split = (root / "train").is_dir() and (root / "test").is_dir()
+    class_names = [d.name for d in class_folders(root / "train" if split else root)]
+    if len(class_names) > num_classes:
+        raise DataError(f"{root} has {len(class_names)} classes ({', '.join(class_names[:4])}, ...) but the "
+                        f"model has num_classes={num_classes}: run with --num_classes {len(class_names)}")
+    if split:  # the user's own split: train/<class>/..., test/<class>/...
+        if extra := sorted({d.name for d in class_folders(root / "test")} - set(class_names)):
+            raise DataError(f"{root}/test has classes that {root}/train lacks: {extra}")
+        train_items, test_items = folder_items(root / "train", class_names), folder_items(root / "test", class_names)
+        if num_train > len(train_items) or num_test > len(test_items):
+            raise DataError(f"{root} has {len(train_items)} training and {len(test_items)} test images; asked for "
+                            f"num_train={num_train} and num_test={num_test}: lower them or add images")
+        chosen = train_items[:num_train] + test_items[:num_test]
+    else:  # one pool: the first N of the fixed order for training, the last num_test for test
+        items = folder_items(root, class_names)
+        if num_train + num_test > len(items):
+            raise DataError(f"{root} has {len(items)} images; num_train={num_train} plus "
+                            f"num_test={num_test} needs more: lower them or add images")
+        chosen = items[:num_train] + items[len(items) - num_test:]
     images = np.stack([load_image(path, size) for path, _ in chosen])
     labels = np.array([label for _, label in chosen], np.int32)
     return Dataset(images[:num_train], labels[:num_train], images[num_train:], labels[num_train:])
 
 
-def load(dataset, *, num_train, num_test, data_dir, image_size=32, seed=0):
-    """The dataset named by `dataset` ('cifar10', 'shapes' or a folder path)."""
+def load(dataset, *, num_train, num_test, data_dir, image_size=32, seed=0, num_classes=10):
+    """The dataset named by `dataset` ('cifar10', 'shapes' or a folder path). seed draws the
+    procedural images of 'shapes'; CIFAR-10 and folders are fixed."""
     if dataset == "cifar10":
         if image_size != 32:
             raise DataError(f"CIFAR-10 images are 32x32; got image_size={image_size}")
         return load_cifar10(data_dir, num_train, num_test)
     if dataset == "shapes":
         return load_shapes(num_train, num_test, seed, image_size)
-    return load_folder(dataset, num_train, num_test, image_size)
+    return load_folder(dataset, num_train, num_test, image_size, num_classes)
 
 
 def save_grid(images, path, columns=None):
@@ -280,9 +333,8 @@ def save_grid(images, path, columns=None):
     padded = np.zeros((rows * columns, h, w, c), np.uint8)
     padded[:n] = images
     grid = padded.reshape(rows, columns, h, w, c).swapaxes(1, 2).reshape(rows * h, columns * w, c)
-    tmp = f"{path}.tmp.png"
-    Image.fromarray(grid).save(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as file:
+        Image.fromarray(grid).save(file, format="PNG")
 
 
 def to_model_range(images):

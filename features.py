@@ -13,21 +13,20 @@ are stored so, and model samples in [-1, 1] go through data.to_uint8 first (quan
 saved PNG would be, as FID practice does). It returns float32 numpy features (N, D).
 
 Weights are read from weights_dir, else $DIFFMEM_WEIGHTS, else ~/.cache/diffmem/weights,
-and downloaded there when missing. The published .pth files are read without torch by an
-unpickler that only builds dicts and numpy arrays and refuses every other global, then
-cached once as <name>.npz beside the original.
+and downloaded there when missing. The published .pth files are read without torch by
+torchfile.py (which refuses anything but dicts and tensors), then cached once as
+<name>.npz beside the original. fingerprint(space) names everything the features depend on
+(this file's code, the weights, the input size), so cached features of a dataset are
+recomputed when any of it changes.
 
     python features.py --bench      images/s of each space on this machine
     python features.py --download   fetch and convert the weights (needs internet)
 """
 import argparse
-import collections
 import functools
 import hashlib
 import os
-import pickle
 import time
-import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +34,7 @@ import numpy as np
 from jax import lax
 
 import data
+import torchfile
 
 WEIGHTS = {  # space: (url, SHA-256 prefix published in the file name, or None)
     "inception": ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
@@ -46,133 +46,6 @@ DEFAULT_RESIZE = {"inception": 299, "sscd": 288}
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 HIGHEST = lax.Precision.HIGHEST  # no TF32/bf16 passes on GPUs: FID is sensitive to small feature errors
-
-
-# ---------------------------------------------------------------------------------------
-# Reading torch weight files without torch (and without running anything from the file)
-
-TORCH_STORAGE_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64,
-                        "HalfStorage": np.float16, "BFloat16Storage": jnp.bfloat16,
-                        "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-                        "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_}
-LEGACY_HEADER = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)  # how pre-1.6 (non-zip) torch.save files begin
-
-
-def rebuild_tensor(storage, offset, shape, strides, *unused):
-    """A tensor is a strided view of its 1-D storage; stand-in for torch._utils._rebuild_tensor_v2."""
-    shape, strides = tuple(shape), tuple(strides)
-    if 0 in shape:
-        return np.zeros(shape, storage.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(shape, strides))
-    if offset < 0 or min(strides, default=0) < 0 or last >= storage.size:
-        raise ValueError(f"a tensor {shape} lies outside its storage: corrupt or malicious file")
-    # a read-only view: as_strided does no bounds checks, hence the check above
-    return np.lib.stride_tricks.as_strided(storage[offset:], shape, [s * storage.itemsize for s in strides],
-                                           writeable=False)
-
-
-def rebuild_parameter(data, *unused):
-    """nn.Parameter -> its data; stand-in for torch._utils._rebuild_parameter."""
-    return data
-
-
-ALLOWED_GLOBALS = {("collections", "OrderedDict"): collections.OrderedDict,
-                   ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
-                   ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
-                   **{("torch", name): np.dtype(dtype) for name, dtype in TORCH_STORAGE_DTYPES.items()}}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only ALLOWED_GLOBALS, to our own functions; storages come from load_storage."""
-
-    def __init__(self, file, load_storage=None):
-        super().__init__(file)
-        self.load_storage = load_storage
-
-    def find_class(self, module, name):
-        if (module, name) not in ALLOWED_GLOBALS:
-            raise ValueError(f"refused to unpickle the global {module}.{name}: a weight file needs only "
-                             f"dicts, tensors and storages (the file may be malicious)")
-        return ALLOWED_GLOBALS[(module, name)]
-
-    def persistent_load(self, storage_id):
-        if self.load_storage is None or storage_id[0] != "storage":
-            raise ValueError(f"unexpected persistent id {storage_id[0]!r} in a weight file")
-        return self.load_storage(*storage_id[1:])
-
-
-def read_zip_format(path):
-    """torch.save since 1.6: a zip of <root>/data.pkl and one raw file per storage, <root>/data/<key>."""
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        pickles = [name for name in names if name.endswith("/data.pkl") and name.count("/") == 1]
-        if not pickles:
-            raise ValueError(f"{path}: a zip archive without data.pkl, not a torch weight file")
-        root = pickles[0][:-len("data.pkl")]
-        byteorder = archive.read(root + "byteorder").decode() if root + "byteorder" in names else "little"
-        storages = {}
-
-        def load_storage(dtype, key, location, numel, *unused):
-            if key not in storages:  # tensors can share a storage
-                raw = archive.read(f"{root}data/{key}")
-                storages[key] = np.frombuffer(raw, dtype.newbyteorder("<" if byteorder == "little" else ">"))
-            return storages[key]
-
-        return RestrictedUnpickler(archive.open(pickles[0]), load_storage).load()
-
-
-def read_legacy_format(path):
-    """torch.save before 1.6: pickles of magic, version, system info, the object, storage keys,
-    then each storage's raw data preceded by its element count (int64). Storages are filled
-    after the object is unpickled, so tensors stay views of them until the final copy."""
-    storages = {}
-
-    def load_storage(dtype, key, location, numel, view=None):
-        if key not in storages:  # tensors can share a storage
-            storages[key] = np.empty(numel, dtype)
-        if view is not None:  # (view key, offset, size): a slice of the root storage
-            return storages[key][view[1]:view[1] + view[2]]
-        return storages[key]
-
-    with open(path, "rb") as file:
-        if file.read(len(LEGACY_HEADER)) != LEGACY_HEADER:
-            raise ValueError(f"{path}: not a torch weight file (neither a zip archive nor a legacy "
-                             f"torch.save file): corrupt or incomplete")
-        RestrictedUnpickler(file).load()  # the format's protocol version
-        if not RestrictedUnpickler(file).load().get("little_endian", True):
-            raise ValueError(f"{path}: a big-endian legacy torch file, not supported")
-        state = RestrictedUnpickler(file, load_storage).load()
-        for key in RestrictedUnpickler(file).load():
-            storage = storages[key]
-            count = int.from_bytes(file.read(8), "little")
-            if count != storage.size or file.readinto(storage.view(np.uint8)) != storage.nbytes:
-                raise ValueError(f"{path}: storage {key} is truncated or the wrong size: corrupt file")
-    return state
-
-
-def flat_arrays(tree, prefix=""):
-    """{name: array}: nested dicts (a checkpoint around a state dict) joined with '.', other
-    entries (step counts, optimizer settings) dropped."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flat_arrays(value, f"{prefix}{key}."))
-        elif isinstance(value, np.ndarray):
-            # a C-contiguous, native-byte-order copy, no longer a view of a storage
-            flat[prefix + key] = np.array(value, value.dtype.newbyteorder("="), order="C")
-    return flat
-
-
-def read_torch_file(path):
-    """{name: numpy array} of a torch.save'd state dict (zip or legacy format), without torch."""
-    try:
-        state = read_zip_format(path) if zipfile.is_zipfile(path) else read_legacy_format(path)
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, IndexError, TypeError,
-            AttributeError) as error:  # a damaged file, or a crafted one passing odd arguments
-        raise ValueError(f"{path}: corrupt torch weight file ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return flat_arrays(state)
 
 
 # ---------------------------------------------------------------------------------------
@@ -193,19 +66,15 @@ def weight_paths(space, weights_dir=None):
 def check_sha256(path, expected_prefix, url):
     if expected_prefix is None:
         return
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    found = digest.hexdigest()[:len(expected_prefix)]
+    found = data.file_hash(path, "sha256")[:len(expected_prefix)]
     if found != expected_prefix:
-        raise ValueError(f"{path}: SHA-256 begins {found}, expected {expected_prefix}: the file is damaged "
+        raise data.DataError(f"{path}: SHA-256 begins {found}, expected {expected_prefix}: the file is damaged "
                          f"or not the published one; delete it and download it again from {url}")
 
 
 def float32_if_float(array):
     """Our networks run in float32; half and bfloat16 weights would also not survive np.savez."""
-    return array.astype(np.float32) if array.dtype.kind == "f" or array.dtype == jnp.bfloat16 else array
+    return array.astype(np.float32) if array.dtype.kind == "f" or array.dtype.name == "bfloat16" else array
 
 
 def load_torch_state(space, weights_dir=None, allow_download=True):
@@ -220,16 +89,12 @@ def load_torch_state(space, weights_dir=None, allow_download=True):
         fix = f"download {url} and put it at {path} (or set $DIFFMEM_WEIGHTS to its folder)"
         if not allow_download:
             raise FileNotFoundError(f"{space} weights missing: {fix}")
-        try:  # the hash is checked before the file takes its final name
-            data.download(url, path, check=lambda part: check_sha256(part, sha256_prefix, url))
-        except data.DataError as error:
-            raise FileNotFoundError(f"{space} weights missing: {error}") from None
+        # the hash is checked before the file takes its final name
+        data.download(url, path, check=lambda part: check_sha256(part, sha256_prefix, url))
     check_sha256(path, sha256_prefix, url)
-    state = {name: float32_if_float(array) for name, array in read_torch_file(path).items()}
-    partial = f"{cache}.part{os.getpid()}"
-    with open(partial, "wb") as file:  # through a file object: np.savez would append .npz to a name
+    state = {name: float32_if_float(array) for name, array in torchfile.read_torch_file(path).items()}
+    with data.atomic_write(cache) as file:  # a reader never sees half a cache
         np.savez(file, **state)
-    os.replace(partial, cache)  # atomic: a reader never sees half a cache
     return state
 
 
@@ -237,6 +102,18 @@ def available_spaces(weights_dir=None):
     """The spaces whose weights are present (pixels needs none), in SPACES order."""
     present = [space for space in WEIGHTS if any(map(os.path.exists, weight_paths(space, weights_dir)))]
     return ["pixels"] + present
+
+
+def fingerprint(space, weights_dir=None, resize_to=None):
+    """A short hash of everything the features of `space` depend on: this file's source (the
+    networks and the preprocessing), the converted weights' bytes and the input size."""
+    digest = hashlib.sha256(f"{space}:{resize_to or DEFAULT_RESIZE.get(space)}".encode())
+    with open(__file__, "rb") as source:
+        digest.update(source.read())
+    if space != "pixels":
+        load_torch_state(space, weights_dir, allow_download=False)  # converts the published file once
+        digest.update(data.file_hash(weight_paths(space, weights_dir)[1]).encode())
+    return digest.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------
@@ -371,7 +248,7 @@ def strip_prefix(state, anchor, anchor_shape, source):
                   if key.endswith(anchor) and value.shape == anchor_shape]
     prefixes = [prefix for prefix in candidates if prefix == "" or prefix.endswith(".")]
     if len(prefixes) != 1:
-        raise ValueError(f"{source}: expected one '<prefix>{anchor}' of shape {anchor_shape}, found "
+        raise data.DataError(f"{source}: expected one '<prefix>{anchor}' of shape {anchor_shape}, found "
                          f"{len(prefixes)}; the file's keys begin {sorted(state)[:4]}")
     return {key[len(prefixes[0]):]: value for key, value in state.items() if key.startswith(prefixes[0])}
 
@@ -388,7 +265,7 @@ def fold_batchnorm(state, units, eps, source):
     wrong = [f"{key} {state[key].shape} != {shape}" for key, shape in expected.items()
              if key in state and state[key].shape != shape]
     if missing or wrong:
-        raise ValueError(f"{source}: {len(missing)} of {len(expected)} expected weights missing "
+        raise data.DataError(f"{source}: {len(missing)} of {len(expected)} expected weights missing "
                          f"(e.g. {missing[:3]}), wrong shapes: {wrong[:3]}; "
                          f"the file's keys begin {sorted(state)[:4]}")
     params = {}
@@ -417,7 +294,7 @@ def sscd_projection(state, source):
     backbone.fc; a classy-format file would call it embeddings.1), and its bias."""
     found = [key for key, value in state.items() if key.endswith("weight") and value.shape == (512, 2048)]
     if len(found) != 1 or found[0][:-len("weight")] + "bias" not in state:
-        raise ValueError(f"{source}: expected one (512, 2048) projection '<prefix>fc.weight' with its bias, "
+        raise data.DataError(f"{source}: expected one (512, 2048) projection '<prefix>fc.weight' with its bias, "
                          f"found {found}")
     return {"kernel": state[found[0]].T, "bias": state[found[0][:-len("weight")] + "bias"]}
 
@@ -559,7 +436,7 @@ def sscd_features(params, images, size=288):
 
 def jit_batches(apply, params, images, batch=64):
     """apply(params, images) over batches of `batch` images on one device, jitted; the last
-    batch is padded so every call has the same shape. Training passes train.run_batched
+    batch is padded so every call has the same shape. Evaluation passes parallel.over_devices
     instead, which spreads each batch over every device (the project's one pmap)."""
     apply = jax.jit(apply)
     outputs = []
@@ -578,7 +455,7 @@ def feature_extractor(space, weights_dir=None, *, resize_to=None, allow_download
     """extract(uint8 images (N, H, W, 3)) -> float32 (N, D) for space in SPACES. resize_to
     overrides the network's input size (299 / 288); torch_state, a {torch name: array} dict,
     replaces the published weights (random weights, tests); map_batches(apply, params,
-    images) runs the network over the images (train.py passes its multi-device runner)."""
+    images) runs the network over the images (evaluation passes parallel.over_devices)."""
     if space == "pixels":
         return pixel_features
     if space not in WEIGHTS:
@@ -597,7 +474,7 @@ def extract_features(space, images, weights_dir=None, **options):
 
 
 def benchmark(weights_dir, n_images, image_size, batch):
-    import train  # its data-parallel runner spreads each batch over every local device
+    import parallel  # its data-parallel runner spreads each batch over every local device
 
     devices = jax.local_devices()
     print(f"{len(devices)} {devices[0].platform} device(s) ({devices[0].device_kind}); "
@@ -606,7 +483,7 @@ def benchmark(weights_dir, n_images, image_size, batch):
     present = available_spaces(weights_dir)
     for space in SPACES:
         random = space != "pixels" and space not in present
-        extract = feature_extractor(space, weights_dir, map_batches=train.over_devices(batch),
+        extract = feature_extractor(space, weights_dir, map_batches=parallel.over_devices(batch),
                                     torch_state=random_torch_state(space) if random else None)
         start = time.perf_counter()
         extract(images[:batch])  # compiles for the full batch shape

@@ -63,6 +63,8 @@ Use
     copies = copy_fraction(ratio)
     summary = summarize_run(dict(np.load("run.npz")))   # tau_mem, rate, best SW and its step
 """
+from pathlib import Path
+
 import numpy as np
 
 MEMORIZATION_THRESHOLD = 0.6  # SSCD cosine, the paper
@@ -268,6 +270,17 @@ def copy_fraction(ratio, threshold=COPY_RATIO_THRESHOLD):
 
 # ---------------------------------------------------------------------------------------
 # Quantities read off a run's log
+
+def load_log(run_dir):
+    """A run's log.npz as {key: array}; {} while the run has no evaluation yet (no file, or
+    a file without steps), so that every reader can skip such a run."""
+    path = Path(run_dir) / "log.npz"
+    if not path.exists():
+        return {}
+    with np.load(path) as f:
+        log = dict(f)
+    return log if len(log.get("step", ())) else {}
+
 
 def diverged_evaluations(log, z=3.0, rel=0.01):
     """Per evaluation: is the test loss above the train loss beyond noise and beyond rel?"""

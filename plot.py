@@ -24,10 +24,9 @@ import metrics  # noqa: E402
 
 
 def load_run(run_dir):
+    """(log, config) of a run; the log is {} while the run has no evaluation."""
     run_dir = Path(run_dir)
-    log = dict(np.load(run_dir / "log.npz"))
-    cfg = json.loads((run_dir / "config.json").read_text())
-    return log, cfg
+    return metrics.load_log(run_dir), json.loads((run_dir / "config.json").read_text())
 
 
 def spaces_of(log, metric):
@@ -51,6 +50,9 @@ def plot_run(run_dir, out_dir=None):
     run_dir = Path(run_dir)
     out_dir = Path(out_dir or run_dir / "figures")
     log, cfg = load_run(run_dir)
+    if not log:
+        print(f"{run_dir}: no evaluation yet, nothing to plot")
+        return
     step, tau = log["step"], metrics.memorization_time(log)
     mem = metrics.summary_keys(log)[0]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
@@ -126,7 +128,8 @@ def plot_sample_evolution(run_dir, out_dir, count=10):
 
 
 def normalized_step(log, cfg, mins):
-    """T = step * (N_min/N) * (B/B_min) * (lr/lr_min), PAPER.md."""
+    """The paper's normalized step T = step * (N_min/N) * (B/B_min) * (lr/lr_min), the mins
+    being the smallest values of the sweep's axes."""
     return (log["step"] * (mins["num_train"] / cfg["num_train"]) * (cfg["batch_size"] / mins["batch_size"])
             * (cfg["lr"] / mins["lr"]))
 
@@ -135,10 +138,12 @@ def plot_sweep(sweep_dir):
     """Every run's Figure 1, the axis' runs against the normalized step, tau_mem vs N."""
     sweep_dir = Path(sweep_dir)
     meta = json.loads((sweep_dir / "sweep.json").read_text())
-    runs = [(name, *load_run(sweep_dir / name)) for name in meta["runs"] if (sweep_dir / name / "log.npz").exists()]
+    runs = [(name, *load_run(sweep_dir / name)) for name in meta["runs"] if (sweep_dir / name / "config.json").exists()]
+    runs = [(name, log, cfg) for name, log, cfg in runs if log]  # those with an evaluation
     for name, _, _ in runs:
         plot_run(sweep_dir / name)
     if not runs:
+        print(f"{sweep_dir}: no run has an evaluation yet, nothing to plot")
         return
     field, mins = meta["field"], meta["normalization"]
     mem = metrics.summary_keys(runs[0][1])[0]
@@ -188,8 +193,8 @@ if __name__ == "__main__":
     target = Path(sys.argv[1])
     if (target / "sweep.json").exists():
         plot_sweep(target)
-    elif (target / "log.npz").exists():
+    elif (target / "config.json").exists():
         plot_run(target)
     else:
-        raise SystemExit(f"error: {target} holds neither a sweep (sweep.json) nor a run (log.npz)")
+        raise SystemExit(f"error: {target} holds neither a sweep (sweep.json) nor a run (config.json)")
     print(f"figures in {target / 'figures'}")

@@ -6,50 +6,33 @@
     python sweep.py --axis lr --index 2       # only run 2 (job arrays: one run per task)
     python sweep.py --axis lr --summary       # summary and figures of the runs done so far
 
-Axes (the paper's values; defaults in the middle of the pack are N=2048, C=128 (92M
-parameters), B=16, lr=1e-4):
-    data   num_train      2048, 4096, 8192, 16384
-    model  base_channels  16, 32, 64, 128, 192  (2.9M, 7.9M, 25.8M, 92.7M, 201.3M parameters)
-    batch  batch_size     16, 32, 64, 128
-    lr     lr             1e-5, 5e-5, 1e-4, 4e-4
-The 'cpu' preset scales them to the built-in data and a small U-Net (train.PRESETS).
-
-Every run gets the same budget of normalized steps T = step * (N_min/N) * (B/B_min) *
-(lr/lr_min) (PAPER.md): steps = preset steps * (N/N_0) * (B_0/B) * (lr_0/lr), the 0s being
-the preset's defaults, so the runs of an axis end at the same T (and evaluate at the same
-T's: first_eval is scaled alike). A run that is complete is
-skipped when the sweep starts again, and a killed one resumes. Results go to
+The axes and presets are study.py's. Every run of an axis gets the same budget of normalized
+steps T = step * (N_min/N) * (B/B_min) * (lr/lr_min): steps = preset steps * (N/N_0) *
+(B_0/B) * (lr_0/lr), the 0s being the preset's defaults, so the runs of an axis end at the
+same T (and evaluate at the same T's: first_eval is scaled alike). A run that is complete
+is skipped when the sweep starts again, and a killed one resumes. Results go to
 sweeps/<preset>-<axis>/: one run directory per value, summary.npz (tau_mem, memorization
 rate, best fidelity of each run, also printed as a table) and the figures of plot.py.
-Any Config field can be overridden for every run of the sweep (--steps, --weights_dir, ...).
+Any Config field can be given too, for every run of the sweep (--steps, --weights_dir, ...).
 """
+import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+import data
 import metrics
+import study
 import train
-
-AXES = {
-    "paper": {"data": ("num_train", (2048, 4096, 8192, 16384)),
-              "model": ("base_channels", (16, 32, 64, 128, 192)),
-              "batch": ("batch_size", (16, 32, 64, 128)),
-              "lr": ("lr", (1e-5, 5e-5, 1e-4, 4e-4))},
-    "cpu": {"data": ("num_train", (16, 32, 64, 128)),
-            "model": ("base_channels", (8, 16, 24, 32)),
-            "batch": ("batch_size", (16, 32, 64, 128)),
-            "lr": ("lr", (7.5e-4, 1.5e-3, 3e-3, 6e-3))},
-}
 
 
 def run_configs(preset, axis, out_dir, overrides):
     """[(name, Config)] of the runs of one axis."""
-    field, values = AXES[preset][axis]
-    base = train.Config(**{**train.PRESETS[preset], **overrides})
+    field, values = study.AXES[preset][axis]
+    base = train.make_config({**study.PRESETS[preset], **overrides})
     runs = []
     for value in values:
         cfg = dataclasses.replace(base, **{field: value})
@@ -62,22 +45,23 @@ def run_configs(preset, axis, out_dir, overrides):
 
 
 def is_complete(cfg):
-    log = Path(cfg.run_dir) / "log.npz"
-    return log.exists() and int(np.load(log)["step"][-1]) >= cfg.steps
+    log = metrics.load_log(cfg.run_dir)
+    return bool(log) and int(log["step"][-1]) >= cfg.steps
 
 
 def summarize(runs, out_dir, field):
+    """Print and save (summary.npz) one row per run that has evaluations."""
     rows = []
     for name, cfg in runs:
-        path = Path(cfg.run_dir) / "log.npz"
-        if not path.exists():
+        log = metrics.load_log(cfg.run_dir)
+        if not log:
             continue
-        log = dict(np.load(path))
         mem_key, swd_key = metrics.summary_keys(log)
         stats = metrics.summarize_run(log, swd_key=swd_key, mem_key=mem_key)
         rows.append(dict(name=name, value=getattr(cfg, field), steps_done=int(log["step"][-1]),
                          final_mem=float(log[mem_key][-1]), mem_key=mem_key, swd_key=swd_key, **stats))
     if not rows:
+        print("no run of this sweep has an evaluation yet")
         return rows
     print(f"\n{'run':<14}{field:>14}{'steps':>9}{'tau_mem':>10}{'mem rate/dec':>14}{'best SWD':>11}"
           f"{'at step':>9}{'final mem':>11}")
@@ -85,52 +69,54 @@ def summarize(runs, out_dir, field):
         print(f"{r['name']:<14}{r['value']:>14g}{r['steps_done']:>9d}{r['tau_mem']:>10.0f}"
               f"{r['memorization_rate']:>14.3f}{r['best_swd']:>11.4g}{r['best_swd_step']:>9.0f}{r['final_mem']:>11.2f}")
     print(f"(memorization score: {rows[0]['mem_key']}, fidelity: {rows[0]['swd_key']})")
-    tmp = Path(out_dir) / "summary.tmp.npz"
-    np.savez(tmp, **{k: np.array([r[k] for r in rows]) for k in rows[0]})
-    os.replace(tmp, Path(out_dir) / "summary.npz")
+    with data.atomic_write(Path(out_dir) / "summary.npz") as file:
+        np.savez(file, **{k: np.array([r[k] for r in rows]) for k in rows[0]})
     return rows
 
 
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False,
+                                     epilog="Other flags are train.Config fields, applied to every run.")
+    parser.add_argument("--axis", required=True, choices=list(study.AXES["paper"]))
+    parser.add_argument("--preset", choices=sorted(study.AXES),
+                        help="default: 'cpu' on a CPU backend, else 'paper'")
+    parser.add_argument("--out", help="default: sweeps/<preset>-<axis>")
+    parser.add_argument("--list", action="store_true", help="print the runs and stop")
+    parser.add_argument("--index", type=int, help="run only this run of the axis (job arrays)")
+    parser.add_argument("--summary", action="store_true", help="only summarize and plot the runs done")
+    args, rest = parser.parse_known_args(argv)
+    return args, train.parse_flags(rest)
+
+
 def main(argv):
-    args = {"axis": None, "preset": None, "out": None}
-    flags = {"--list": False, "--summary": False}
-    index, rest, i = None, [], 0
-    while i < len(argv):
-        name = argv[i]
-        if name in flags:
-            flags[name], i = True, i + 1
-        elif name[2:] in args and i + 1 < len(argv):
-            args[name[2:]], i = argv[i + 1], i + 2
-        elif name == "--index" and i + 1 < len(argv):
-            index, i = int(argv[i + 1]), i + 2
-        else:
-            rest, i = rest + argv[i:i + 2], i + 2
-    if args["axis"] not in AXES["paper"]:
-        raise SystemExit(f"error: --axis must be one of {', '.join(AXES['paper'])}")
+    args, overrides = parse_args(argv)
     import jax
 
-    train.init_distributed()
+    import parallel
+
+    parallel.init_distributed()
     train.enable_compilation_cache()
-    preset = args["preset"] or ("cpu" if jax.default_backend() == "cpu" else "paper")
-    if preset not in AXES:
-        raise SystemExit(f"error: unknown preset {preset!r}; choose from {sorted(AXES)}")
-    if not args["preset"]:
+    preset = args.preset or ("cpu" if jax.default_backend() == "cpu" else "paper")
+    if not args.preset:
         print(f"preset '{preset}' (the default on a {jax.default_backend()} backend; --preset to change)")
-    out_dir = Path(args["out"] or f"sweeps/{preset}-{args['axis']}")
-    runs = run_configs(preset, args["axis"], out_dir, train.parse_flags(rest))
-    field = AXES[preset][args["axis"]][0]
-    if flags["--list"]:
+    if args.axis not in study.AXES[preset]:
+        raise SystemExit(f"error: preset {preset!r} has no axis {args.axis!r}; it has {', '.join(study.AXES[preset])}")
+    out_dir = Path(args.out or f"sweeps/{preset}-{args.axis}")
+    runs = run_configs(preset, args.axis, out_dir, overrides)
+    field = study.AXES[preset][args.axis][0]
+    if args.index is not None and not 0 <= args.index < len(runs):
+        raise SystemExit(f"error: --index {args.index}: the {args.axis} axis has runs 0 to {len(runs) - 1}")
+    if args.list:
         for i, (name, cfg) in enumerate(runs):
             print(f"{i}  {name:<14} {field}={getattr(cfg, field):g} steps={cfg.steps}  {cfg.run_dir}"
                   + ("  (complete)" if is_complete(cfg) else ""))
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mins = {f: min(v) for f, v in AXES[preset].values()}  # the smallest value of each axis
-    (out_dir / "sweep.json").write_text(json.dumps({"preset": preset, "axis": args["axis"], "field": field,
-                                                    "runs": [name for name, _ in runs],
-                                                    "normalization": mins}, indent=2) + "\n")
-    chosen = runs if index is None else [runs[index]]
-    if not flags["--summary"]:
+    mins = {f: min(v) for f, v in study.AXES[preset].values()}  # the smallest value of each axis
+    with data.atomic_write(out_dir / "sweep.json", "w") as file:
+        json.dump({"preset": preset, "axis": args.axis, "field": field, "runs": [name for name, _ in runs],
+                   "normalization": mins}, file, indent=2)
+    chosen = runs if args.index is None else [runs[args.index]]
+    if not args.summary:
         for name, cfg in chosen:
             if is_complete(cfg):
                 print(f"{name}: complete, skipped")
@@ -140,7 +126,7 @@ def main(argv):
                 train.train(cfg)
             except train.USER_ERRORS as err:
                 raise SystemExit(f"error in {name}: {err}") from None
-    if index is None or flags["--summary"]:
+    if args.index is None or args.summary:
         summarize(runs, out_dir, field)
         import plot
 

@@ -10,20 +10,19 @@ evaluating at log-spaced steps. Every run writes one directory:
     python train.py --preset cpu --run_dir runs/demo          # minutes on a laptop CPU
     python train.py --dataset cifar10 --num_train 2048        # the paper's default run
     python train.py --run_dir runs/demo                       # resume a killed run
-    python train.py --bench [flags]                           # img/s, step time, MFU
 
-Flags override Config fields (--batch_size 32, --channel_mult 1,2,4); unknown flags are
-errors. Data parallelism is hand-written pmap (see `data_parallel` below): the state is
-replicated on every local device, each host feeds only its shard of the global batch, and
-gradients are averaged with lax.pmean; 1 device, n devices and several hosts (one process
-per host, with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set) run the
-same code.
+Flags override Config fields (--batch_size 32, --channel_mult 1,2,4); --preset NAME applies
+a preset of study.py where it stands among the flags; unknown flags are errors. A killed run
+resumes from its last checkpoint when started again with the same run directory.
+
+This file holds the training step, the batch stream, checkpoints and the loop. Data
+parallelism is parallel.py's (replicated state, sharded batch, gradients averaged with
+lax.pmean), the same code on 1 device, n devices and several hosts; evaluation is
+evaluate.py's; speed is measured by bench.py.
 """
 import dataclasses
-import hashlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,9 +33,12 @@ import numpy as np
 import optax
 
 import data
+import evaluate
 import features
 import flow
-import metrics
+import parallel
+import study
+import torchfile
 import unet
 
 
@@ -47,8 +49,9 @@ class Config:
     num_train: int = 2048  # N: the first N training images
     num_test: int = 5120
     data_dir: str = "~/.cache/diffmem/data"
+    data_seed: int = 0  # which draw of the built-in 'shapes' images; CIFAR-10 and folders are fixed
+    # model (unet.UNetConfig); base_channels 16, 32, 64, 128, 192 give the paper's five sizes
     image_size: int = 32
-    # model (unet.py); base_channels 16, 32, 64, 128, 192 give the paper's five sizes
     base_channels: int = 128
     channel_mult: tuple[int, ...] = (1, 2, 4)
     num_res_blocks: int = 3
@@ -61,8 +64,8 @@ class Config:
     lr: float = 1e-4
     steps: int = 100_000
     ema_decay: float = 0.9999  # per step, ramped up as min(decay, (1 + step) / (10 + step))
-    label_dropout: float = 0.1  # label -> null label, for classifier-free guidance
-    seed: int = 0
+    label_dropout: float = 0.1  # ours: label -> null label, so that guidance is possible
+    seed: int = 0  # initialization, batch order, training noise, evaluation noise
     # evaluation, at num_evals log-spaced steps from first_eval to steps
     num_evals: int = 30
     first_eval: int = 100
@@ -70,9 +73,9 @@ class Config:
     eval_batch: int = 256  # images per forward pass in evaluation
     sample_steps: int = 250  # Euler steps
     guidance: float = 0.0  # classifier-free guidance weight (0 = plain conditional)
-    num_samples: int = 5120  # generated per evaluation; FID uses as many as the reference
+    num_samples: int = 5120  # generated per evaluation
     swd_samples: int = 2000
-    feature_spaces: tuple[str, ...] = ("inception", "sscd", "pixels")  # those with weights
+    feature_spaces: tuple[str, ...] = ("inception", "sscd", "pixels")  # fixed at the run's start
     weights_dir: str = ""  # "" = $DIFFMEM_WEIGHTS, else ~/.cache/diffmem/weights
     grid_samples: int = 64
     # bookkeeping
@@ -80,20 +83,39 @@ class Config:
     checkpoint_minutes: float = 10.0  # also checkpointed at every evaluation
     tick_seconds: float = 10.0  # one status line per tick
 
+    def __post_init__(self):
+        """Settings that cannot run: one line each, at start-up (ValueError)."""
+        positive = ["num_test", "batch_size", "steps", "num_evals", "first_eval", "eval_batch",
+                    "sample_steps", "num_samples", "swd_samples", "grid_samples"]
+        if bad := [f"{name}={getattr(self, name)}" for name in positive if getattr(self, name) < 1]:
+            raise ValueError(f"{', '.join(bad)}: must be at least 1")
+        if self.num_train < 2 or self.eval_train_size < 2:
+            raise ValueError(f"num_train={self.num_train}, eval_train_size={self.eval_train_size}: need at "
+                             f"least 2 (the copy criterion compares each sample with its 2 nearest "
+                             f"training images)")
+        if not (self.lr > 0 and 0 <= self.label_dropout < 1 and 0 <= self.ema_decay < 1):
+            raise ValueError(f"lr={self.lr} must be > 0, label_dropout={self.label_dropout} and "
+                             f"ema_decay={self.ema_decay} in [0, 1)")
+        if unknown := [s for s in self.feature_spaces if s not in features.SPACES]:
+            raise ValueError(f"unknown feature_spaces {unknown}; choose from {', '.join(features.SPACES)}")
+        model_config(self)  # the U-Net's own checks
 
-PRESETS = {
-    # The paper's setup (Appendix A) on CIFAR-10: the Config defaults.
-    "paper": {},
-    # The built-in data, a small U-Net, short sampling: minutes on a 2-core CPU.
-    "cpu": dict(dataset="shapes", num_train=16, num_test=512, image_size=16, base_channels=16,
-                channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8,), batch_size=16,
-                lr=3e-3, steps=2000, ema_decay=0.995, num_evals=8, first_eval=10,
-                eval_train_size=256, sample_steps=25, num_samples=100, swd_samples=100,
-                feature_spaces=("pixels",), grid_samples=64, checkpoint_minutes=2.0),
-}
+
+def model_config(cfg):
+    """The U-Net's own config, from the run's flat Config."""
+    return unet.UNetConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(unet.UNetConfig)})
 
 
-# --- command line -------------------------------------------------------------------------
+# Every random stream of a run comes from one root key, jax.random.key(seed), folded with its
+# purpose: no stream of seed s is a stream of another seed.
+PURPOSES = ("init", "train", "eval", "batches")
+
+
+def rng_stream(seed, purpose):
+    return jax.random.fold_in(jax.random.key(seed), PURPOSES.index(purpose))
+
+
+# --- command line and run directory ----------------------------------------------------------
 
 
 def parse_value(field, text):
@@ -112,9 +134,9 @@ def parse_flags(argv, base=None):
         flag = argv[i]
         name = flag[2:].replace("-", "_") if flag.startswith("--") else None
         if name == "preset" and i + 1 < len(argv):
-            if argv[i + 1] not in PRESETS:
-                raise SystemExit(f"error: unknown preset {argv[i + 1]!r}; choose from {sorted(PRESETS)}")
-            overrides.update(PRESETS[argv[i + 1]])
+            if argv[i + 1] not in study.PRESETS:
+                raise SystemExit(f"error: unknown preset {argv[i + 1]!r}; choose from {sorted(study.PRESETS)}")
+            overrides.update(study.PRESETS[argv[i + 1]])
         elif name in fields and i + 1 < len(argv):
             try:
                 overrides[name] = parse_value(fields[name], argv[i + 1])
@@ -128,59 +150,93 @@ def parse_flags(argv, base=None):
     return overrides
 
 
-# --- data parallelism: the only place that knows about devices ------------------------------
+def make_config(fields):
+    """Config(**fields), its one-line ValueError turned into the command line's error."""
+    try:
+        return Config(**fields)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
-def data_parallel(fn):
-    """pmap fn over this host's devices, with 'batch' as the collective axis name. Inputs
-    carry a leading device axis (n_local, ...): state replicated, batches sharded."""
-    return jax.pmap(fn, axis_name="batch")
+# Fields that follow the command line when a run is resumed: where things are, how often it
+# reports. Every other field is the run's own.
+FREE_ON_RESUME = {"run_dir", "data_dir", "weights_dir", "checkpoint_minutes", "tick_seconds"}
 
 
-def replicate(tree):
-    """A copy of tree on every local device: (n_local, ...), laid out as pmap lays out its
-    outputs, so the first training step does not compile a second time."""
-    n = jax.local_device_count()
-    stacked = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), tree)
-    return data_parallel(lambda x: x)(stacked)
+def saved_config(run_dir):
+    """The fields of the config saved in run_dir (tuples restored), or None."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return None
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(path.read_text()).items()}
 
 
-def unreplicate(tree):
-    """The copy on this host's first device, as numpy."""
-    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)).reshape(x.shape[1:]), tree)
+def check_resume(saved, requested, run_dir):
+    """The saved fields, with FREE_ON_RESUME ones from `requested`; any other requested field
+    must equal the saved one. feature_spaces may name more spaces than the run has: they are
+    the ones asked for, the saved ones those fixed at its start."""
+    merged, diff = dict(saved), []
+    for name, value in requested.items():
+        if name in FREE_ON_RESUME:
+            merged[name] = value
+        elif name == "feature_spaces" and set(saved[name]) <= set(value):
+            continue
+        elif saved.get(name) != value:
+            diff.append(f"{name}: {saved.get(name)!r} -> {value!r}")
+    if diff:
+        raise SystemExit(f"error: {run_dir} holds a run with another config ({'; '.join(diff)}); pick a new "
+                         f"--run_dir, or resume with `python train.py --run_dir {run_dir}` alone")
+    return make_config(merged)
 
 
-def shard(x):
-    """This host's part of a global batch -> (n_local, B/n_global, ...) for pmap."""
-    n = jax.local_device_count()
-    return x.reshape(n, x.shape[0] // n, *x.shape[1:])
+def load_config(argv):
+    """Flags -> Config. Where --run_dir holds a run, the run's saved config, with the fields of
+    FREE_ON_RESUME (run_dir among them: a moved or copied run continues where it now is) taken
+    from the flags; any other flag given must agree with the saved config."""
+    overrides = parse_flags(argv)
+    saved = saved_config(overrides.get("run_dir", Config.run_dir))
+    if saved is None:
+        return make_config(overrides)
+    return check_resume(saved, overrides, overrides.get("run_dir", Config.run_dir))
 
 
-def host_slice(n_global_items):
-    """The range of a global batch that this host loads: each host loads only its shard."""
-    per_host = n_global_items // jax.process_count()
-    return slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
+def prepare_run_dir(cfg):
+    """(cfg, run_dir) for a run about to start: a new run fixes its feature spaces to those
+    whose weights are present and saves its config; a run directory that holds a run must hold
+    this config (FREE_ON_RESUME fields aside), and keeps the feature spaces it started with."""
+    run_dir = Path(cfg.run_dir)
+    saved = saved_config(run_dir)
+    if saved is not None:
+        cfg = check_resume(saved, dataclasses.asdict(cfg), run_dir)
+        present = features.available_spaces(cfg.weights_dir)
+        if missing := [space for space in cfg.feature_spaces if space not in present]:
+            raise FileNotFoundError(f"{run_dir} has measured in {', '.join(missing)} since its start, and their "
+                                    f"weights are not in {cfg.weights_dir or features.default_weights_dir()}: "
+                                    f"put them back (python features.py --download) to resume it")
+    else:
+        present = features.available_spaces(cfg.weights_dir)
+        chosen = tuple(space for space in cfg.feature_spaces if space in present)
+        if missing := [space for space in cfg.feature_spaces if space not in present]:
+            print(f"metrics in {', '.join(chosen) or 'pixel copies only'}; no weights for {', '.join(missing)} "
+                  f"in {cfg.weights_dir or features.default_weights_dir()} (python features.py --download)",
+                  flush=True)
+        cfg = dataclasses.replace(cfg, feature_spaces=chosen)
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0 and saved != saved_config_fields(cfg):
+        with data.atomic_write(run_dir / "config.json", "w") as file:  # new, or moved: where it is now
+            file.write(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    return cfg, run_dir
 
 
-def gather(x):
-    """Per-device outputs (n_local, b, ...) of every host -> the global (n_global * b, ...)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        x = multihost_utils.process_allgather(x, tiled=True)
-    x = np.asarray(x)
-    return x.reshape(-1, *x.shape[2:])
+def saved_config_fields(cfg):
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
 # --- training state and step ----------------------------------------------------------------
 
 
-def model_config(cfg):
-    """The U-Net's own config, from the run's flat Config."""
-    return unet.UNetConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(unet.UNetConfig)})
-
-
 def velocity_fn(cfg):
+    """The U-Net as flow.py takes a network: velocity(params, x, t, y)."""
     model = model_config(cfg)
     return lambda params, x, t, y: unet.apply(params, x, t, y, model)
 
@@ -191,7 +247,7 @@ def make_optimizer(cfg):
 
 
 def init_state(cfg):
-    params = unet.init(jax.random.key(cfg.seed), model_config(cfg))
+    params = unet.init(rng_stream(cfg.seed, "init"), model_config(cfg))
     return {"params": params, "ema": params, "opt": make_optimizer(cfg).init(params),
             "step": jnp.zeros((), jnp.int32)}
 
@@ -199,11 +255,13 @@ def init_state(cfg):
 def example_keys(cfg, step, example_ids):
     """One PRNG key per example from its position in the global batch, so the noise an
     example gets does not depend on how the batch is split over devices."""
-    step_key = jax.random.fold_in(jax.random.key(cfg.seed + 1), step)
+    step_key = jax.random.fold_in(rng_stream(cfg.seed, "train"), step)
     return jax.vmap(jax.random.fold_in, (None, 0))(step_key, example_ids)
 
 
 def make_train_step(cfg):
+    """step(state, images, labels, example_ids) -> (state, loss), pmapped: the state
+    replicated, the batch sharded (n_dev, B/n_dev, ...)."""
     velocity, optimizer = velocity_fn(cfg), make_optimizer(cfg)
 
     def loss_fn(params, keys, images, labels):
@@ -214,14 +272,14 @@ def make_train_step(cfg):
         # per device: images (B/n_dev, H, W, C), labels and example_ids (B/n_dev,)
         keys = example_keys(cfg, state["step"], example_ids)
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], keys, images, labels)
-        grads, loss = jax.lax.pmean((grads, loss), axis_name="batch")  # mean over all devices
+        grads, loss = jax.lax.pmean((grads, loss), axis_name=parallel.AXIS)  # mean over all devices
         updates, opt_state = optimizer.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         decay = jnp.minimum(cfg.ema_decay, (1.0 + state["step"]) / (10.0 + state["step"]))
         ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state["ema"], params)
         return {"params": params, "ema": ema, "opt": opt_state, "step": state["step"] + 1}, loss
 
-    return data_parallel(train_step)
+    return parallel.data_parallel(train_step)
 
 
 def batch_indices(cfg, step):
@@ -231,7 +289,8 @@ def batch_indices(cfg, step):
     start = step * cfg.batch_size
     positions = np.arange(start, start + cfg.batch_size)
     epochs, offsets = np.divmod(positions, cfg.num_train)
-    perms = {e: np.random.default_rng([cfg.seed, e]).permutation(cfg.num_train) for e in set(epochs)}
+    purpose = PURPOSES.index("batches")
+    perms = {e: np.random.default_rng([cfg.seed, purpose, e]).permutation(cfg.num_train) for e in set(epochs)}
     return np.array([perms[e][o] for e, o in zip(epochs, offsets)])
 
 
@@ -241,13 +300,7 @@ def eval_steps(cfg):
     return sorted(set(int(round(s)) for s in steps))
 
 
-# --- checkpoints and logs: atomic writes ------------------------------------------------------
-
-
-def save_npz(path, arrays):
-    tmp = f"{path}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # atomic: a kill leaves the old file or the new one, never half
+# --- checkpoints and logs: written atomically ------------------------------------------------
 
 
 def flatten(tree, prefix):
@@ -265,7 +318,8 @@ def save_checkpoint(run_dir, state, log):
     if not all(np.isfinite(a).all() for a in arrays.values() if a.dtype.kind == "f"):
         raise FloatingPointError("non-finite parameters: not overwriting the last good checkpoint")
     arrays.update({f"log/{k}": np.asarray(v) for k, v in log.items()})
-    save_npz(Path(run_dir) / "checkpoint.npz", arrays)
+    with data.atomic_write(Path(run_dir) / "checkpoint.npz") as file:
+        np.savez(file, **arrays)
 
 
 def load_checkpoint(run_dir, like):
@@ -276,172 +330,9 @@ def load_checkpoint(run_dir, like):
 
 
 def save_log(run_dir, log):
-    save_npz(Path(run_dir) / "log.npz", {k: np.asarray(v) for k, v in log.items()})
-
-
-# Fields that may differ when a run is resumed: where things are, how often it reports.
-FREE_ON_RESUME = {"run_dir", "data_dir", "weights_dir", "checkpoint_minutes", "tick_seconds"}
-
-
-def prepare_run_dir(cfg):
-    """Create the run directory, or check that an existing one holds the same config."""
-    run_dir = Path(cfg.run_dir)
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-    saved = run_dir / "config.json"
-    if saved.exists():
-        old = json.loads(saved.read_text())
-        new = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
-                if old.get(k) != new[k] and k not in FREE_ON_RESUME]
-        if diff:
-            raise SystemExit(f"error: {run_dir} holds a run with another config ({'; '.join(diff)}); "
-                             f"pick a new --run_dir, or resume with `python train.py --run_dir {run_dir}`")
-    elif jax.process_index() == 0:
-        tmp = run_dir / "config.json.tmp"
-        tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-        os.replace(tmp, saved)
-    return run_dir
-
-
-def load_config(argv):
-    """Flags -> Config; with only --run_dir (and no other field), the run's saved config."""
-    overrides = parse_flags(argv)
-    saved = Path(overrides.get("run_dir", Config.run_dir)) / "config.json"
-    if saved.exists() and set(overrides) <= {"run_dir"}:
-        fields = json.loads(saved.read_text())
-        return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-    return Config(**overrides)
-
-
-# --- evaluation -------------------------------------------------------------------------------
-
-
-def run_batched(fn, params, *arrays, batch):
-    """fn(params, *chunks) over all rows of `arrays` in global chunks of `batch` rows, padded
-    to split over every device; each host feeds its slice. Returns the rows as numpy."""
-    n_dev = jax.device_count()
-    batch = -(-min(batch, len(arrays[0])) // n_dev) * n_dev
-    params, mine, out = replicate(params), host_slice(batch), []
-    for start in range(0, len(arrays[0]), batch):
-        chunk = [a[start:start + batch] for a in arrays]
-        real = len(chunk[0])
-        chunk = [np.concatenate([c, np.repeat(c[:1], batch - real, axis=0)]) for c in chunk]
-        out.append(gather(fn(params, *[shard(c[mine]) for c in chunk]))[:real])
-    return np.concatenate(out)
-
-
-def over_devices(batch):
-    """map_batches for features.feature_extractor: the network over every device, in global
-    batches of `batch` images."""
-    return lambda apply, params, images: run_batched(data_parallel(apply), params, images, batch=batch)
-
-
-def reference_features(extract, space, images, cache_dir):
-    """Features of a reference split, computed once per (space, images) and cached on disk
-    under a hash of the image bytes."""
-    digest = hashlib.sha1(images.tobytes()).hexdigest()[:16]
-    path = Path(cache_dir).expanduser() / f"{space}-{len(images)}-{digest}.npy"
-    if path.exists():
-        return np.load(path)
-    feats = extract(images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, feats)
-    os.replace(tmp, path)
-    return feats
-
-
-def make_sample_metrics(cfg, dataset):
-    """sample_metrics(samples uint8 (n, H, W, 3), npz_path) -> log entries, each named after
-    its feature space: the pixel-ratio copy fraction (mem_ratio_pixels); in every space of
-    cfg.feature_spaces with weights present, sliced Wasserstein distance and FID against the
-    train and test splits (swd_<space>_<split>, fid_<space>_<split>); with SSCD, the
-    memorization score (mem_sscd). Writes the first grid_samples samples with their nearest
-    training images to npz_path, for plot.py."""
-    present = features.available_spaces(cfg.weights_dir)
-    spaces = [space for space in cfg.feature_spaces if space in present]
-    if missing := [space for space in cfg.feature_spaces if space not in present]:
-        print(f"metrics in {', '.join(spaces)}; no weights for {', '.join(missing)} in "
-              f"{cfg.weights_dir or features.default_weights_dir()} (python features.py --download)", flush=True)
-    cache_dir = Path(cfg.data_dir).expanduser().parent / "features"
-    extractors = {space: features.feature_extractor(space, cfg.weights_dir, map_batches=over_devices(cfg.eval_batch))
-                  for space in spaces}
-    refs = {(space, split): reference_features(extractors[space], space, images, cache_dir)
-            for space in spaces
-            for split, images in [("train", dataset.train_images), ("test", dataset.test_images)]}
-
-    def sample_metrics(samples, npz_path):
-        row, shown = {}, slice(0, cfg.grid_samples)
-        ratio, nearest = metrics.nearest_neighbour_ratio(samples, dataset.train_images)
-        row["mem_ratio_pixels"] = metrics.copy_fraction(ratio)
-        extra = {"samples": samples[shown], "nearest_pixels": dataset.train_images[nearest[shown, 0]],
-                 "ratio_pixels": ratio[shown]}
-        for space in spaces:
-            generated = extractors[space](samples)
-            if space == "sscd":
-                cosine, index = metrics.nearest_by_cosine(generated, refs[space, "train"])
-                row["mem_sscd"] = metrics.memorization_score(cosine[:, 0])
-                extra.update(nearest_sscd=dataset.train_images[index[shown, 0]], cosine_sscd=cosine[shown, 0])
-            for split in ("train", "test"):
-                ref = refs[space, split]
-                row[f"swd_{space}_{split}"] = metrics.sliced_wasserstein(generated[:cfg.swd_samples], ref)
-                row[f"fid_{space}_{split}"] = metrics.fid(generated[:len(ref)], ref)
-        if jax.process_index() == 0:
-            save_npz(npz_path, extra)
-        return row
-
-    return sample_metrics
-
-
-def mean_and_sem(losses, image_ids):
-    """Mean loss and its standard error over IMAGES: the losses of an image evaluated several
-    times (N smaller than the evaluation batch) are averaged first, so the error also counts
-    which images happen to be in the set, not only the noise draws."""
-    counts = np.bincount(image_ids)
-    per_image = np.bincount(image_ids, weights=losses)[counts > 0] / counts[counts > 0]
-    sem = per_image.std(ddof=1) / math.sqrt(len(per_image)) if len(per_image) > 1 else float("nan")
-    return losses.mean(), sem
-
-
-def make_evaluator(cfg, dataset, run_dir):
-    """evaluate(state, step) -> one log row: train/test loss (mean, standard error, per
-    noise-level bin) with noise and times fixed once, so rows differ only by the network;
-    samples from the EMA params, also from fixed noise and labels; a sample grid; and the
-    sample metrics of metrics.py in every feature space with weights."""
-    velocity = velocity_fn(cfg)
-    loss_fn = data_parallel(lambda p, x, y, noise, t: flow.per_sample_loss(velocity, p, x, y, noise, t))
-    sample_fn = data_parallel(lambda p, noise, y: flow.sample(
-        velocity, p, noise, y, steps=cfg.sample_steps, null_label=cfg.num_classes, guidance=cfg.guidance))
-    k_train, k_test, k_sample, k_labels = jax.random.split(jax.random.key(cfg.seed + 2), 4)
-    train_rows = np.arange(cfg.eval_train_size) % cfg.num_train  # every image, evenly
-    shape = dataset.train_images.shape[1:]
-    loss_sets = {}
-    for split, key, images, labels in [
-            ("train", k_train, dataset.train_images[train_rows], dataset.train_labels[train_rows]),
-            ("test", k_test, dataset.test_images, dataset.test_labels)]:
-        k_noise, k_t = jax.random.split(key)
-        loss_sets[split] = (data.to_model_range(images), labels,
-                            np.asarray(jax.random.normal(k_noise, (len(images), *shape))),
-                            np.asarray(flow.stratified_times(k_t, len(images))))
-    image_ids = {"train": train_rows, "test": np.arange(len(dataset.test_images))}
-    sample_noise = np.asarray(jax.random.normal(k_sample, (cfg.num_samples, *shape)))
-    sample_labels = dataset.train_labels[np.asarray(jax.random.randint(k_labels, (cfg.num_samples,), 0, cfg.num_train))]
-    sample_metrics = make_sample_metrics(cfg, dataset)
-
-    def evaluate(state, step):
-        row = {"step": step, "images_seen": step * cfg.batch_size}
-        for split, (images, labels, noise, t) in loss_sets.items():
-            losses = run_batched(loss_fn, state["params"], images, labels, noise, t, batch=cfg.eval_batch)
-            row[f"{split}_loss"], row[f"{split}_loss_sem"] = mean_and_sem(losses, image_ids[split])
-            row[f"{split}_loss_bins"] = np.asarray(flow.bin_means(t, losses))
-        samples = data.to_uint8(run_batched(sample_fn, state["ema"], sample_noise, sample_labels,
-                                            batch=cfg.eval_batch))
-        if jax.process_index() == 0:
-            data.save_grid(samples[:cfg.grid_samples], run_dir / "samples" / f"step_{step:07d}.png")
-        row.update(sample_metrics(samples, run_dir / "samples" / f"step_{step:07d}.npz"))
-        return row
-
-    return evaluate
+    if log:  # before the first evaluation there is nothing to write
+        with data.atomic_write(Path(run_dir) / "log.npz") as file:
+            np.savez(file, **{k: np.asarray(v) for k, v in log.items()})
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -451,31 +342,42 @@ def format_duration(seconds):
     return f"{seconds / 3600:.1f}h" if seconds > 5400 else f"{seconds / 60:.1f}m" if seconds > 90 else f"{seconds:.0f}s"
 
 
-def train(cfg, evaluate=None):
-    """Run, or resume, the training described by cfg; returns the log. `evaluate(state,
-    step) -> dict` is called at every evaluation step (default: make_evaluator)."""
+def check_finite(loss, step):
+    value = float(np.asarray(loss)[0])
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss is {value} at step {step}: training diverged; the last good "
+                                 f"checkpoint is kept. Lower --lr or check the data")
+
+
+def train(cfg, evaluate_fn=None):
+    """Run, or resume, the training described by cfg; returns the log. `evaluate_fn(state,
+    step) -> dict` is called at every evaluation step (default: evaluate.make_evaluator)."""
     if cfg.batch_size % jax.device_count():
-        raise SystemExit(f"error: batch_size {cfg.batch_size} does not split over {jax.device_count()} devices")
-    run_dir = prepare_run_dir(cfg)
-    dataset = data.load(cfg.dataset, num_train=cfg.num_train, num_test=cfg.num_test,
-                        data_dir=cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed)
-    evaluate = evaluate or make_evaluator(cfg, dataset, run_dir)
+        raise data.DataError(f"batch_size {cfg.batch_size} does not split over {jax.device_count()} devices")
+    cfg, run_dir = prepare_run_dir(cfg)
+    dataset = data.load(cfg.dataset, num_train=cfg.num_train, num_test=cfg.num_test, data_dir=cfg.data_dir,
+                        image_size=cfg.image_size, seed=cfg.data_seed, num_classes=cfg.num_classes)
+    if max(dataset.train_labels.max(), dataset.test_labels.max()) >= cfg.num_classes:
+        raise data.DataError(f"{cfg.dataset} has labels up to {dataset.train_labels.max()}, the model "
+                             f"num_classes={cfg.num_classes}: raise --num_classes")
+    evaluate_fn = evaluate_fn or evaluate.make_evaluator(cfg, velocity_fn(cfg), dataset, run_dir,
+                                                         rng_stream(cfg.seed, "eval"))
     state, log = init_state(cfg), {}
     if (run_dir / "checkpoint.npz").exists():
         state, log = load_checkpoint(run_dir, state)
         print(f"resuming {run_dir} from step {int(state['step'])}", flush=True)
     start_step = int(state["step"])
-    state = replicate(state)
+    state = parallel.replicate(state)
     train_step = make_train_step(cfg)
     train_images = data.to_model_range(dataset.train_images)
     todo = [s for s in eval_steps(cfg) if s > start_step]
-    mine = host_slice(cfg.batch_size)
-    ids = shard(np.arange(cfg.batch_size, dtype=np.int32)[mine])
+    mine = parallel.host_slice(cfg.batch_size)  # this host's part of every global batch
+    ids = parallel.shard(np.arange(cfg.batch_size, dtype=np.int32)[mine])
     tick_time, tick_step, checkpoint_time, loss = time.time(), start_step, time.time(), None
     for step in range(start_step, cfg.steps):
-        idx = batch_indices(cfg, step)[mine]  # this host's shard of the global batch
+        idx = batch_indices(cfg, step)[mine]
         previous = loss
-        state, loss = train_step(state, shard(train_images[idx]), shard(dataset.train_labels[idx]), ids)
+        state, loss = train_step(state, parallel.shard(train_images[idx]), parallel.shard(dataset.train_labels[idx]), ids)
         if previous is not None:  # fetched one step late: the device runs on meanwhile
             check_finite(previous, step - 1)
         done = step + 1
@@ -490,7 +392,7 @@ def train(cfg, evaluate=None):
             todo.pop(0)
             check_finite(loss, step)
             eval_start = time.time()
-            row = evaluate(unreplicate(state), done)
+            row = evaluate_fn(parallel.unreplicate(state), done)
             for key, value in row.items():
                 log.setdefault(key, []).append(value)
             print(f"eval  step {done} | " + " | ".join(
@@ -500,82 +402,10 @@ def train(cfg, evaluate=None):
         if evaluated or done == cfg.steps or time.time() - checkpoint_time > 60 * cfg.checkpoint_minutes:
             check_finite(loss, step)
             if jax.process_index() == 0:
-                save_checkpoint(run_dir, unreplicate(state), log)  # the log rides along, so
+                save_checkpoint(run_dir, parallel.unreplicate(state), log)  # the log rides along, so
                 save_log(run_dir, log)  # a resumed run neither loses nor repeats a row
             checkpoint_time = time.time()
     return log
-
-
-def check_finite(loss, step):
-    value = float(np.asarray(loss)[0])
-    if not math.isfinite(value):
-        raise FloatingPointError(f"loss is {value} at step {step}: training diverged; the last good "
-                                 f"checkpoint is kept. Lower --lr or check the data")
-
-
-# --- benchmark --------------------------------------------------------------------------------
-
-# Dense float32 peak (TF32 where XLA uses it for float32 matmuls) of known accelerators.
-DATASHEET_TFLOPS = {"H100": 494.7, "H200": 494.7, "A100": 156.0}
-
-
-def timed(fn, *args, repeats):
-    """(seconds for the first call, incl. compilation; median seconds of the next `repeats`)."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return first, float(np.median(times))
-
-
-def matmul_peak_flops(n=2048):
-    """The float32 matmul rate this device reaches: the yardstick for MFU on any device."""
-    a = jax.device_put(np.random.default_rng(0).standard_normal((n, n), np.float32))
-    _, seconds = timed(jax.jit(lambda x: x @ x), a, repeats=10)
-    return 2 * n ** 3 / seconds
-
-
-def benchmark(cfg, repeats=10):
-    """Print train img/s, step time, sampling img/s and MFU for cfg's model and batch."""
-    n_dev, device = jax.device_count(), jax.devices()[0]
-    params, velocity = init_state(cfg)["params"], velocity_fn(cfg)
-    state = replicate(init_state(cfg))
-    b, s = cfg.batch_size, cfg.image_size
-    rng = np.random.default_rng(0)
-    images = rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32)
-    labels = rng.integers(0, cfg.num_classes, b).astype(np.int32)
-    ids = np.arange(b, dtype=np.int32)
-    train_step = make_train_step(cfg)
-    step_fn = lambda st: train_step(st, shard(images), shard(labels), shard(ids))[0]
-    compile_s, step_s = timed(step_fn, state, repeats=repeats)
-    # FLOPs of one step (forward + backward on the global batch), from XLA's cost model
-    loss = lambda p, k, x, y: flow.training_loss(velocity, p, k, x, y, null_label=cfg.num_classes,
-                                                 label_dropout=cfg.label_dropout)
-    keys = example_keys(cfg, 0, ids)
-    step_flops = jax.jit(jax.grad(loss)).lower(params, keys, images, labels) \
-        .compile().cost_analysis()["flops"]
-    # sampling: one Euler step on an evaluation batch, times the number of steps
-    nb = -(-cfg.eval_batch // n_dev) * n_dev
-    euler = data_parallel(lambda p, x, y, t: velocity(p, x, t, y))
-    x = shard(rng.standard_normal((nb, s, s, 3)).astype(np.float32))
-    y, t = shard(np.zeros(nb, np.int32)), shard(np.full(nb, 0.5, np.float32))
-    _, euler_s = timed(euler, state["ema"], x, y, t, repeats=repeats)
-    peak = matmul_peak_flops()
-    kind = next((k for k in DATASHEET_TFLOPS if k in device.device_kind), None)
-    print(f"device: {n_dev} x {device.device_kind} ({device.platform}); model C={cfg.base_channels} "
-          f"mult={cfg.channel_mult} blocks={cfg.num_res_blocks} {s}x{s}: {unet.count_params(params):,} params")
-    print(f"train   batch {b}: {step_s * 1e3:.1f} ms/step, {b / step_s:.1f} img/s "
-          f"(first step incl. compilation {compile_s:.1f} s), {step_flops / 1e9:.2f} GFLOP/step")
-    print(f"sample  batch {nb}: {nb / (euler_s * cfg.sample_steps):.3g} img/s at {cfg.sample_steps} "
-          f"Euler steps ({euler_s * 1e3:.1f} ms per step)")
-    print(f"MFU     {100 * step_flops / step_s / (n_dev * peak):.1f}% of the measured float32 matmul "
-          f"peak ({peak / 1e9:.0f} GFLOP/s per device)"
-          + (f", {100 * step_flops / step_s / (n_dev * DATASHEET_TFLOPS[kind] * 1e12):.1f}% of the "
-             f"{kind} datasheet ({DATASHEET_TFLOPS[kind]} TFLOP/s)" if kind else ""))
 
 
 def enable_compilation_cache(path="~/.cache/diffmem/jax"):
@@ -585,35 +415,16 @@ def enable_compilation_cache(path="~/.cache/diffmem/jax"):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def init_distributed():
-    """Several hosts: start one process per host with JAX_COORDINATOR_ADDRESS (host:port of
-    process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID set; on one host this does nothing."""
-    if "JAX_NUM_PROCESSES" in os.environ:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts (tests)
-        jax.distributed.initialize(os.environ["JAX_COORDINATOR_ADDRESS"],
-                                   int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"]))
-        from jax.experimental import multihost_utils
-
-        # set up the hosts' collective channel now, while all of them are at this line: made
-        # lazily at the first computation instead, a host that is slower to get there (data,
-        # compilation) can make the others time out
-        multihost_utils.sync_global_devices("hosts up")
-
-
 # Errors the user can fix: printed as one line, without a traceback.
-USER_ERRORS = (data.DataError, FileNotFoundError, FloatingPointError)
+USER_ERRORS = (data.DataError, torchfile.TorchFileError, FileNotFoundError, FloatingPointError)
 
 
 def main(argv):
-    init_distributed()
+    parallel.init_distributed()
     enable_compilation_cache()
-    bench = "--bench" in argv
-    cfg = load_config([a for a in argv if a != "--bench"])
+    cfg = load_config(argv)
     try:
-        if bench:
-            benchmark(cfg)
-        else:
-            train(cfg)
+        train(cfg)
     except USER_ERRORS as err:
         raise SystemExit(f"error: {err}") from None
 

@@ -1,4 +1,7 @@
-"""Shared test fixtures: a tiny configuration that trains in seconds on a CPU."""
+"""Shared test fixtures (a tiny configuration that trains in seconds on a CPU), and strict
+mode: with DIFFMEM_STRICT_TESTS=1 (set by .ci/run) a skipped test fails the run, so that a
+missing reference package (torch, torchvision, pytorch-fid, POT) cannot pass CI silently."""
+import os
 import sys
 from pathlib import Path
 
@@ -18,3 +21,13 @@ TINY = dict(dataset="shapes", num_train=8, num_test=16, image_size=8, base_chann
 @pytest.fixture
 def tiny_config(tmp_path):
     return train.Config(**TINY, run_dir=str(tmp_path / "run"), data_dir=str(tmp_path / "data"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("DIFFMEM_STRICT_TESTS") == "1":
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under DIFFMEM_STRICT_TESTS=1 (CI): {reason}; install requirements-test.txt"

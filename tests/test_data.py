@@ -3,6 +3,8 @@ built-in procedural data, image folders, and the one-line errors."""
 import hashlib
 import io
 import tarfile
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -150,3 +152,86 @@ def test_grid_and_range_conversions(tmp_path):
     assert grid.shape == (8, 12, 3)
     np.testing.assert_array_equal(grid[4:8, 0:4], images[3])
     np.testing.assert_array_equal(grid[4:8, 8:12], 0)  # padding after the last image
+
+
+# --- shared file systems: two jobs at once -------------------------------------------------------
+
+def slow_server(content, chunk=1000, delay=0.002):
+    """urlopen stand-in serving `content` slowly, so that two downloads overlap in time."""
+    class Response(io.BytesIO):
+        headers = {"Content-Length": str(len(content))}
+
+        def read(self, size=-1):
+            time.sleep(delay)
+            return super().read(min(chunk, size) if size > 0 else chunk)
+
+    return lambda url, timeout=None: Response(content)
+
+
+def test_two_jobs_downloading_the_same_file_at_once_both_succeed(tmp_path, monkeypatch):
+    source = tmp_path / "cifar-10-binary.tar.gz"
+    make_cifar_archive(source)
+    content = source.read_bytes()
+    monkeypatch.setattr(data.urllib.request, "urlopen", slow_server(content))
+    monkeypatch.setattr(data, "CIFAR_MD5", hashlib.md5(content).hexdigest())
+    dest, errors = tmp_path / "cache", []
+
+    def job():
+        try:
+            data.load("cifar10", num_train=3, num_test=3, data_dir=dest)
+        except Exception as error:  # noqa: BLE001 - collected for the assertion below
+            errors.append(error)
+
+    jobs = [threading.Thread(target=job) for _ in range(2)]
+    for thread in jobs:
+        thread.start()
+    for thread in jobs:
+        thread.join()
+    assert errors == []
+    assert hashlib.md5((dest / "cifar-10-binary.tar.gz").read_bytes()).hexdigest() == data.CIFAR_MD5
+    assert [p.name for p in dest.iterdir()] == ["cifar-10-binary.tar.gz"]  # no temporary left
+
+
+def test_atomic_write_leaves_the_old_file_on_error_and_names_temporaries_uniquely(tmp_path):
+    path = tmp_path / "cache.bin"
+    with data.atomic_write(path) as file:
+        file.write(b"old")
+    with pytest.raises(RuntimeError):
+        with data.atomic_write(path) as file:
+            file.write(b"half")
+            raise RuntimeError("killed midway")
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["cache.bin"]
+    with data.atomic_write(path) as first, data.atomic_write(path) as second:  # two writers at once
+        assert len(list(tmp_path.glob(".cache.bin.*.tmp"))) == 2  # each its own temporary
+        first.write(b"first")
+        second.write(b"second")
+    assert path.read_bytes() == b"first"  # the last to finish (first: the outer one) wins, whole
+    assert path.stat().st_mode & 0o777 != 0o600  # readable by others, as any file of the umask
+
+
+# --- image folders: hidden folders, class counts, the user's own split -------------------------
+
+def test_image_folder_ignores_hidden_folders_and_refuses_more_classes_than_the_model(tmp_path):
+    write_folder(tmp_path / "data", {"a": 3, "b": 3, ".ipynb_checkpoints": 2})
+    ds = data.load(str(tmp_path / "data"), num_train=4, num_test=2, data_dir=tmp_path, image_size=8)
+    assert sorted(set(np.concatenate([ds.train_labels, ds.test_labels]).tolist())) == [0, 1]
+    write_folder(tmp_path / "many", {f"class{i:02d}": 2 for i in range(12)})
+    with pytest.raises(data.DataError, match="has 12 classes .* run with --num_classes 12"):
+        data.load(str(tmp_path / "many"), num_train=4, num_test=2, data_dir=tmp_path, image_size=8)
+    ds = data.load(str(tmp_path / "many"), num_train=20, num_test=4, data_dir=tmp_path, image_size=8,
+                   num_classes=12)
+    assert ds.train_labels.max() <= 11 and len(set(ds.train_labels.tolist())) >= 10
+
+
+def test_image_folder_with_train_and_test_subfolders_keeps_the_users_split(tmp_path):
+    write_folder(tmp_path / "data" / "train", {"cat": 5, "dog": 4})
+    write_folder(tmp_path / "data" / "test", {"cat": 2, "dog": 3})
+    ds = data.load(str(tmp_path / "data"), num_train=9, num_test=5, data_dir=tmp_path, image_size=8)
+    assert np.bincount(ds.train_labels).tolist() == [5, 4] and np.bincount(ds.test_labels).tolist() == [2, 3]
+    first = data.load(str(tmp_path / "data"), num_train=3, num_test=2, data_dir=tmp_path, image_size=8)
+    np.testing.assert_array_equal(first.train_images, ds.train_images[:3])  # the first N of a fixed order
+    with pytest.raises(data.DataError, match="5 test images; .*num_test=6"):
+        data.load(str(tmp_path / "data"), num_train=3, num_test=6, data_dir=tmp_path, image_size=8)
+    write_folder(tmp_path / "data" / "test", {"bird": 1})
+    with pytest.raises(data.DataError, match=r"test has classes that .*train lacks: \['bird'\]"):
+        data.load(str(tmp_path / "data"), num_train=3, num_test=2, data_dir=tmp_path, image_size=8)

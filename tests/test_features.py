@@ -1,12 +1,11 @@
 """Tests of features.py: the JAX ports against torch references (same random weights, passed
-through torch.save and our torch-free reader), the reader's safety and error messages, the
-pixel space, and multi-device extraction. torch is imported only here, lazily."""
-import collections
+through torch.save and our torch-free reader), weight files on disk and their error messages,
+the pixel space, the cache fingerprint, and multi-device extraction. torch is imported only
+here, lazily."""
 import hashlib
 import io
 import json
 import os
-import pickle
 import subprocess
 import sys
 import urllib.error
@@ -18,6 +17,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import data  # noqa: E402
 import features  # noqa: E402
+import torchfile  # noqa: E402
 
 INCEPTION_URL, INCEPTION_SHA256_PREFIX = features.WEIGHTS["inception"]
 SSCD_URL = features.WEIGHTS["sscd"][0]
@@ -65,7 +65,7 @@ def test_inception_matches_pytorch_fid_end_to_end(tmp_path, monkeypatch):
     images = random_images(2, 32)
     with torch.no_grad():
         expected = reference(to_torch_input(images))[0][:, :, 0, 0].numpy()  # (2, 2048)
-    got = features.feature_extractor("inception", torch_state=features.read_torch_file(path))(images)
+    got = features.feature_extractor("inception", torch_state=torchfile.read_torch_file(path))(images)
     assert got.shape == (2, 2048) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
@@ -90,7 +90,7 @@ def test_sscd_matches_torchvision_resnet50_with_gem(tmp_path, prefix):
     x = (x - imagenet_mean[:, None, None]) / imagenet_std[:, None, None]
     with torch.no_grad():
         expected = functional.normalize(net(x)).numpy()  # (2, 512), unit norm
-    got = features.feature_extractor("sscd", torch_state=features.read_torch_file(path), resize_to=96)(images)
+    got = features.feature_extractor("sscd", torch_state=torchfile.read_torch_file(path), resize_to=96)(images)
     assert got.shape == (2, 512)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
@@ -105,93 +105,6 @@ def test_resize_matches_torch_bilinear_without_antialias(shape, size):
     np.testing.assert_allclose(got, expected.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=2e-6)
 
 
-# --- the reader ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("zip_format", [True, False])
-def test_reader_round_trips_views_offsets_dtypes_exactly(tmp_path, zip_format):
-    torch = pytest.importorskip("torch")
-    base = torch.randn(6, 5)
-    state = collections.OrderedDict(
-        transposed=base.t(), row_slice=base[2:4], column=base[:, 3], strided=torch.arange(20)[3::4],
-        half=torch.randn(3).half(), parameter=torch.nn.Parameter(torch.randn(2, 2)), scalar=torch.tensor(7),
-        nested={"inner": torch.randn(4)[1:]})
-    path = tmp_path / "state.pth"
-    torch.save(state, path, _use_new_zipfile_serialization=zip_format)
-    got = features.read_torch_file(path)
-    expected = {name: value for name, value in state.items() if name != "nested"}
-    expected["nested.inner"] = state["nested"]["inner"]  # nested dicts come back with joined names
-    assert sorted(got) == sorted(expected)
-    for name, value in expected.items():
-        value = value.detach().numpy()
-        assert got[name].dtype == value.dtype and got[name].flags.c_contiguous
-        np.testing.assert_array_equal(got[name], value)
-
-
-class RunsCode:
-    """Unpickling this runs `call(argument)`: the classic malicious-pickle payload."""
-
-    def __init__(self, call, argument):
-        self.call, self.argument = call, argument
-
-    def __reduce__(self):
-        return self.call, (self.argument,)
-
-
-def malicious_payloads(marker):
-    return {"posix.system": RunsCode(os.system, f"touch {marker}"),
-            "builtins.eval": RunsCode(eval, f"open({str(marker)!r}, 'w').close()")}
-
-
-@pytest.mark.parametrize("refused_global", ["posix.system", "builtins.eval"])
-@pytest.mark.parametrize("zip_format", [True, False])
-def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path, refused_global, zip_format):
-    # the payload is live: plain pickle runs it and creates the marker file
-    live_marker = tmp_path / "ran_with_plain_pickle"
-    pickle.loads(pickle.dumps(malicious_payloads(live_marker)[refused_global]))
-    assert live_marker.exists()
-    marker = tmp_path / "ran"
-    payload = pickle.dumps({"weight": malicious_payloads(marker)[refused_global]})
-    path = tmp_path / "weights.pth"
-    if zip_format:
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("archive/data.pkl", payload)
-    else:  # the legacy format: magic number, version, system info, then the object
-        path.write_bytes(features.LEGACY_HEADER + pickle.dumps(1001, protocol=2)
-                         + pickle.dumps({"little_endian": True}, protocol=2) + payload)
-    with pytest.raises(ValueError, match=f"refused to unpickle the global {refused_global}"):
-        features.read_torch_file(path)
-    assert not marker.exists()
-
-
-def test_tensor_outside_its_storage_is_refused(tmp_path):
-    torch = pytest.importorskip("torch")
-
-    class StorageOf4Floats:
-        pass
-
-    class TensorOf10Floats:
-        pass
-
-    class TorchLikePickler(pickle.Pickler):  # writes what torch.save would, but with a lying size
-        def persistent_id(self, obj):
-            return ("storage", torch.FloatStorage, "0", "cpu", 4) if isinstance(obj, StorageOf4Floats) else None
-
-        def reducer_override(self, obj):
-            if isinstance(obj, TensorOf10Floats):
-                return torch._utils._rebuild_tensor_v2, (StorageOf4Floats(), 0, (10,), (1,), False,
-                                                         collections.OrderedDict())
-            return NotImplemented
-
-    buffer = io.BytesIO()
-    TorchLikePickler(buffer, protocol=2).dump({"weight": TensorOf10Floats()})
-    path = tmp_path / "lying.pth"
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/data.pkl", buffer.getvalue())
-        archive.writestr("archive/data/0", np.arange(4, dtype=np.float32).tobytes())
-    with pytest.raises(ValueError, match="outside its storage"):
-        features.read_torch_file(path)
-
-
 def test_corrupt_files_are_named(tmp_path):
     sscd_path, _ = features.weight_paths("sscd", tmp_path)  # no published hash: the reader sees the file
     with open(sscd_path, "wb") as file:
@@ -202,16 +115,6 @@ def test_corrupt_files_are_named(tmp_path):
         archive.writestr("archive/other.txt", "")
     with pytest.raises(ValueError, match="without data.pkl"):
         features.load_torch_state("sscd", tmp_path, allow_download=False)
-
-
-@pytest.mark.parametrize("zip_format", [True, False])
-def test_truncated_file_is_corrupt(tmp_path, zip_format):
-    torch = pytest.importorskip("torch")
-    path = tmp_path / "state.pth"
-    torch.save({"weight": torch.randn(1000)}, path, _use_new_zipfile_serialization=zip_format)
-    path.write_bytes(path.read_bytes()[:-1000])  # an interrupted copy
-    with pytest.raises(ValueError, match="corrupt"):
-        features.read_torch_file(path)
 
 
 def test_hash_mismatch_names_expected_and_found(tmp_path):
@@ -237,7 +140,7 @@ def test_missing_weights_name_url_and_path(tmp_path, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
-    with pytest.raises(FileNotFoundError) as error:
+    with pytest.raises(data.DataError, match="cannot download") as error:
         features.load_torch_state("inception", tmp_path)
     path, _ = features.weight_paths("inception", tmp_path)
     assert INCEPTION_URL in str(error.value) and path in str(error.value)
@@ -313,12 +216,12 @@ MULTI_DEVICE_SCRIPT = """
 import json, sys
 import jax, numpy as np
 sys.path.insert(0, {root!r})
-import features, train
+import features, parallel
 images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), np.uint8)
 state = features.random_torch_state("sscd", seed=3)
 result = {{"devices": len(jax.local_devices()),
           "sscd": features.extract_features("sscd", images, torch_state=state, resize_to=32,
-                                            map_batches=train.over_devices(4)).tolist(),
+                                            map_batches=parallel.over_devices(4)).tolist(),
           "torch_imported": "torch" in sys.modules}}
 print(json.dumps(result))
 """
@@ -327,7 +230,7 @@ print(json.dumps(result))
 def test_two_devices_give_the_single_device_features():
     root = os.path.join(os.path.dirname(__file__), "..")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    # 5 images through train.run_batched, 2 per device: batches of 4, the last one padded
+    # 5 images through parallel.run_batched, 2 per device: batches of 4, the last one padded
     run = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT.format(root=root)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]

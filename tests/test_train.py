@@ -1,16 +1,23 @@
-"""Training: the command line, the run directory, data parallelism (1 vs 2 devices, two
-processes), resuming after kill -9, and stopping on a non-finite loss."""
+"""Training: the command line, the config's checks, the run directory (resuming, moving,
+fixed feature spaces), random streams, data parallelism (1 vs 2 devices, two processes, in
+float64 so that the comparison is exact up to rounding), resuming after kill -9, and stopping
+on a non-finite loss."""
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
+import evaluate
+import features
 import train
 from conftest import TINY
 
@@ -42,17 +49,22 @@ def checkpoint_params(run_dir):
         return {k: f[k] for k in f if k.startswith("state['params']")}
 
 
+FLOAT64 = {"JAX_ENABLE_X64": "1"}  # see assert_same_training
+
+
 def assert_same_training(run_a, run_b):
-    """Same parameters and losses, up to float32 summation order: the per-device means are
-    averaged by pmean instead of summed in one pass, and Adam's g / sqrt(v) magnifies such
-    rounding for near-zero gradients to a small fraction of one lr step (lr = 1e-3)."""
+    """Same parameters and losses up to summation order. The runs are in float64: pmean
+    averages per-device means instead of summing in one pass, and Adam's g / sqrt(v) turns
+    such rounding, for near-zero gradients (zero-initialized layers), into a sign flip of a
+    whole lr step; in float32 that makes a few parameters differ by ~lr, in float64 never."""
     a, b = checkpoint_params(run_a), checkpoint_params(run_b)
     assert a.keys() == b.keys() and len(a) > 20
+    assert all(value.dtype == np.float64 for value in a.values())
     for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=1e-3, atol=1e-4, err_msg=key)
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-9, atol=1e-12, err_msg=key)
     with np.load(Path(run_a) / "log.npz") as f, np.load(Path(run_b) / "log.npz") as g:
         for key in ("train_loss", "test_loss"):
-            np.testing.assert_allclose(f[key], g[key], rtol=1e-4, err_msg=key)
+            np.testing.assert_allclose(f[key], g[key], rtol=1e-9, err_msg=key)
 
 
 def test_flags_override_fields_and_unknown_flags_are_errors():
@@ -82,13 +94,13 @@ def test_loss_standard_error_is_over_images():
     per_image = rng.random(5)
     ids = np.arange(40) % 5  # each image 8 times, with noise around its own loss
     losses = per_image[ids] + 0.01 * rng.standard_normal(40)
-    mean, sem = train.mean_and_sem(losses, ids)
+    mean, sem = evaluate.mean_and_sem(losses, ids)
     image_means = [losses[ids == i].mean() for i in range(5)]
     assert mean == pytest.approx(losses.mean())
     assert sem == pytest.approx(np.std(image_means, ddof=1) / np.sqrt(5))
     assert sem > 2 * losses.std(ddof=1) / np.sqrt(40)  # far above the naive 40-sample error
     distinct = rng.random(30)
-    assert train.mean_and_sem(distinct, np.arange(30))[1] == pytest.approx(distinct.std(ddof=1) / np.sqrt(30))
+    assert evaluate.mean_and_sem(distinct, np.arange(30))[1] == pytest.approx(distinct.std(ddof=1) / np.sqrt(30))
 
 
 def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
@@ -108,6 +120,9 @@ def test_a_run_writes_config_log_checkpoint_and_samples(tiny_config):
                     "swd_pixels_train", "swd_pixels_test", "fid_pixels_test"):
             assert f[key].shape == (2,) and np.isfinite(f[key]).all(), key
         np.testing.assert_allclose(f["test_loss"], log["test_loss"])
+        # FID's sample counts, on which its bias depends
+        assert f["fid_count_generated"].tolist() == [8, 8] and f["fid_count_train"].tolist() == [8, 8]
+        assert f["fid_count_test"].tolist() == [16, 16]
     assert (run / "samples" / "step_0000006.png").exists()
     with np.load(run / "samples" / "step_0000006.npz") as f:
         assert f["samples"].shape == (4, 8, 8, 3) and f["nearest_pixels"].shape == (4, 8, 8, 3)
@@ -142,7 +157,8 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_c
 
 
 def test_two_devices_give_the_same_training_as_one(tmp_path):
-    one, two = run_train(tmp_path / "one", devices=1), run_train(tmp_path / "two", devices=2)
+    one = run_train(tmp_path / "one", devices=1, env=FLOAT64)
+    two = run_train(tmp_path / "two", devices=2, env=FLOAT64)
     finish(one), finish(two)
     assert_same_training(tmp_path / "one", tmp_path / "two")
 
@@ -150,11 +166,11 @@ def test_two_devices_give_the_same_training_as_one(tmp_path):
 def test_two_processes_give_the_same_training_as_one(tmp_path):
     """Multi-host: two processes with one CPU device each, through jax.distributed."""
     port = 20000 + os.getpid() % 20000
-    common = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2"}
+    common = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2", **FLOAT64}
     procs = [run_train(tmp_path / "multi", env={**common, "JAX_PROCESS_ID": str(i)}) for i in range(2)]
     for proc in procs:
         finish(proc)
-    finish(run_train(tmp_path / "single", devices=2))  # after the pair: 2 cores, 2 processes
+    finish(run_train(tmp_path / "single", devices=2, env=FLOAT64))  # after the pair: 2 cores, 2 processes
     assert_same_training(tmp_path / "single", tmp_path / "multi")
 
 
@@ -177,3 +193,93 @@ def test_a_killed_run_resumes_with_nothing_lost_or_repeated(tmp_path):
         assert got["step"].tolist() == ref["step"].tolist()  # no row lost or duplicated
         for key in ("train_loss", "test_loss", "swd_pixels_test"):
             np.testing.assert_allclose(got[key], ref[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+# --- review findings: resuming, config checks, feature spaces, random streams -----------------
+
+def stop_after_first_evaluation(cfg):
+    """Train cfg until its first evaluation is checkpointed, then stop (as a killed run would)."""
+    def evaluate_once(state, step):
+        if step > train.eval_steps(cfg)[0]:
+            raise KeyboardInterrupt
+        return {"step": step, "train_loss": 1.0}
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg, evaluate_fn=evaluate_once)
+
+
+def test_a_moved_run_resumes_where_it_now_is(tiny_config, tmp_path, monkeypatch):
+    stop_after_first_evaluation(tiny_config)
+    original, moved = Path(tiny_config.run_dir), tmp_path / "moved" / "run"
+    shutil.copytree(original, moved)
+    before = {p.name: p.stat().st_mtime_ns for p in original.iterdir()}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a relative --run_dir, from another working directory
+    cfg = train.load_config(["--run_dir", "../moved/run"])
+    assert cfg.run_dir == "../moved/run" and cfg.lr == tiny_config.lr
+    train.train(cfg)
+    assert np.load(moved / "log.npz")["step"].tolist() == train.eval_steps(tiny_config)
+    assert json.loads((moved / "config.json").read_text())["run_dir"] == "../moved/run"
+    assert {p.name: p.stat().st_mtime_ns for p in original.iterdir()} == before  # untouched
+
+
+def test_flags_on_resume_must_agree_with_the_run(tiny_config):
+    train.prepare_run_dir(tiny_config)
+    run = tiny_config.run_dir
+    assert train.load_config(["--run_dir", run, "--tick_seconds", "5"]).tick_seconds == 5.0  # free
+    assert train.load_config(["--run_dir", run, "--lr", str(tiny_config.lr)]).lr == tiny_config.lr  # same
+    with pytest.raises(SystemExit, match=r"another config \(lr: 0.001 -> 0.5\)"):
+        train.load_config(["--run_dir", run, "--lr", "0.5"])
+
+
+def test_another_config_in_the_same_run_dir_is_refused(tiny_config):
+    train.prepare_run_dir(tiny_config)
+    other = dataclasses.replace(tiny_config, lr=0.5)
+    with pytest.raises(SystemExit, match=r"another config \(lr: 0.001 -> 0.5\)"):
+        train.prepare_run_dir(other)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--num_train", "1"], "num_train=1, eval_train_size=512: need at least 2"),
+    (["--preset", "cpu", "--image_size", "17"], "image_size 17 does not halve 1 times"),
+    (["--preset", "cpu", "--base_channels", "100", "--head_dim", "64"], "200 channels at 8x8 do not split"),
+    (["--lr", "0"], "lr=0.0 must be > 0"),
+    (["--feature_spaces", "pixels,clip"], r"unknown feature_spaces \['clip'\]"),
+    (["--batch_size", "0"], "batch_size=0: must be at least 1"),
+])
+def test_settings_that_cannot_run_are_one_line_errors(flags, message):
+    with pytest.raises(SystemExit, match=message) as error:
+        train.load_config(flags)
+    assert str(error.value).startswith("error: ") and "\n" not in str(error.value)
+
+
+def test_feature_spaces_are_fixed_when_a_run_starts(tiny_config, tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    cfg = dataclasses.replace(tiny_config, feature_spaces=("pixels", "sscd"), weights_dir=str(weights))
+    started, _ = train.prepare_run_dir(cfg)
+    assert started.feature_spaces == ("pixels",)
+    assert json.loads((Path(cfg.run_dir) / "config.json").read_text())["feature_spaces"] == ["pixels"]
+    # SSCD weights appear later: the run keeps its spaces, so its log arrays stay aligned
+    open(features.weight_paths("sscd", weights)[1], "wb").close()
+    assert train.prepare_run_dir(cfg)[0].feature_spaces == ("pixels",)
+    # a run that started with SSCD cannot resume once its weights are gone
+    other = dataclasses.replace(cfg, run_dir=str(tmp_path / "with_sscd"))
+    assert train.prepare_run_dir(other)[0].feature_spaces == ("pixels", "sscd")
+    os.remove(features.weight_paths("sscd", weights)[1])
+    with pytest.raises(FileNotFoundError, match="has measured in sscd since its start.*put them back"):
+        train.prepare_run_dir(other)
+
+
+def test_random_streams_of_different_seeds_and_purposes_never_coincide():
+    keys = {(seed, purpose): tuple(np.asarray(jax.random.key_data(train.rng_stream(seed, purpose))).ravel())
+            for seed in range(5) for purpose in train.PURPOSES}
+    assert len(set(keys.values())) == len(keys)
+    cfg = train.Config(**TINY)
+    assert not np.array_equal(train.batch_indices(cfg, 0),
+                              train.batch_indices(dataclasses.replace(cfg, seed=1), 0))
+
+
+def test_no_log_is_written_before_the_first_evaluation(tiny_config):
+    train.save_log(tiny_config.run_dir, {})
+    assert not (Path(tiny_config.run_dir) / "log.npz").exists()

@@ -1,0 +1,45 @@
+"""sweep.py and plot.py: the command line, and runs that have no evaluation yet (a log.npz
+without rows, as a time-based checkpoint before the first evaluation could leave)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import plot
+import study
+import sweep
+import train
+from conftest import TINY
+
+
+def test_sweep_flags_are_its_own_and_the_configs():
+    args, overrides = sweep.parse_args(["--axis", "lr", "--index", "2", "--steps", "40"])
+    assert args.axis == "lr" and args.index == 2 and overrides == {"steps": 40}
+    with pytest.raises(SystemExit, match="unknown flag '--stpes'"):
+        sweep.parse_args(["--axis", "lr", "--stpes", "40"])
+    with pytest.raises(SystemExit):
+        sweep.parse_args(["--axis", "size"])  # argparse: invalid choice
+
+
+def test_runs_of_an_axis_share_a_normalized_step_budget(tmp_path):
+    runs = sweep.run_configs("cpu", "batch", tmp_path, {})
+    field, values = study.AXES["cpu"]["batch"]
+    assert [cfg.batch_size for _, cfg in runs] == list(values)
+    images = {cfg.steps * cfg.batch_size for _, cfg in runs}  # T = step * B / B_min: same images
+    assert max(images) / min(images) < 1.01
+
+
+def test_runs_without_evaluations_are_skipped_by_summary_and_plots(tmp_path, capsys):
+    runs = sweep.run_configs("cpu", "batch", tmp_path, dict(TINY, dataset="shapes"))
+    name, cfg = runs[0]
+    Path(cfg.run_dir).mkdir(parents=True)
+    (Path(cfg.run_dir) / "config.json").write_text(json.dumps(train.dataclasses.asdict(cfg)))
+    np.savez(Path(cfg.run_dir) / "log.npz")  # a log with no keys at all
+    assert not sweep.is_complete(cfg)
+    assert sweep.summarize(runs, tmp_path, "batch_size") == []
+    (tmp_path / "sweep.json").write_text(json.dumps({"preset": "cpu", "axis": "batch", "field": "batch_size",
+                                                     "runs": [n for n, _ in runs], "normalization": {}}))
+    plot.plot_sweep(tmp_path)
+    plot.plot_run(cfg.run_dir)
+    assert "no evaluation yet" in capsys.readouterr().out
