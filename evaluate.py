@@ -1,24 +1,34 @@
 """Evaluation of a run at one step: the numbers of one row of its log.npz.
 
     evaluate = make_evaluator(cfg, velocity, dataset, run_dir, key)
-    row = evaluate(state, step)       # state: {"params", "ema", ...} as numpy
+    row = evaluate(state, step, samples=True)   # state: {"params", "ema", ...} as numpy
 
 A row holds
 - the denoising loss on a fixed set of training images and on the test set, with its
   standard error and its means in 10 noise-level bins. Noise and times are drawn once (from
   `key`), so rows differ only by the network. Losses use the raw parameters, as the loss
   the optimizer sees;
-- sample metrics: samples from the EMA parameters, from noise and labels also fixed once,
-  then the pixel-space copy fraction, and in every feature space of cfg.feature_spaces the
-  sliced Wasserstein distance and FID against the train and test splits, and with SSCD the
-  paper's memorization score. A sample grid PNG and the first samples beside their nearest
-  training images (.npz, for plot.py) go to run_dir/samples/.
+- the same losses of two exact references on the same images, noise and times (ideal.py):
+  the memorizer (the training set's own velocity field: the lowest train loss there is) and
+  the Gaussian fit of the training set. They are constants of the run, repeated in every row
+  so that every array of the log is indexed by evaluation. From them, the normalized gap
+  (test - train) / (memorizer test - memorizer train): the fraction of the possible
+  overfitting, per noise bin and over the noisier half of the bins (noisy_half_gap);
+- with samples=True (train.py asks at cfg.num_sample_evals of the evaluations), 'sample_step'
+  and the sample metrics: samples from the EMA parameters, from noise and labels fixed once,
+  then the pixel-space copy fraction, how close each sample is to the training image the
+  memorizer makes from the same noise and label, and in every feature space of
+  cfg.feature_spaces the sliced Wasserstein distance and FID against the train and test
+  splits, and with SSCD the paper's memorization score. A sample grid PNG and the first
+  samples beside their nearest training images (.npz, for plot.py) go to run_dir/samples/.
 
-Features of the two reference splits are computed once and cached on disk under a key of
-everything they depend on (features.fingerprint and the images' bytes).
+The references are computed once per run (and kept in run_dir/references.npz); features of
+the two reference splits are computed once and cached on disk under a key of everything
+they depend on (features.fingerprint and the images' bytes).
 """
 import hashlib
 import math
+import time
 from pathlib import Path
 
 import jax
@@ -27,6 +37,7 @@ import numpy as np
 import data
 import features
 import flow
+import ideal
 import metrics
 import parallel
 
@@ -44,10 +55,11 @@ def reference_features(extract, fingerprint, images, cache_dir):
 
 
 def make_sample_metrics(cfg, dataset):
-    """sample_metrics(samples uint8 (n, H, W, 3), npz_path) -> log entries named after their
-    feature space: mem_ratio_pixels; swd_<space>_<split> and fid_<space>_<split> for every space
-    in cfg.feature_spaces; mem_sscd with SSCD. Writes the first grid_samples samples with their
-    nearest training images to npz_path, for plot.py.
+    """sample_metrics(samples uint8 (n, H, W, 3), memorizer_index (n,), npz_path) -> log
+    entries: mem_ratio_pixels, mem_memorizer_match and mem_memorizer_distance;
+    swd_<space>_<split> and fid_<space>_<split> for every space in cfg.feature_spaces; mem_sscd
+    with SSCD. Writes the first grid_samples samples with their nearest training images to
+    npz_path, for plot.py.
 
     FID: the paper compares as many generated samples as the reference split holds. We
     generate num_samples; where the split holds more (N = 8192 or 16384 at the paper's 5,120
@@ -64,10 +76,15 @@ def make_sample_metrics(cfg, dataset):
             refs[space, split] = (extractors[space](images) if space == "pixels" else
                                   reference_features(extractors[space], fingerprint, images, cache_dir))
 
-    def sample_metrics(samples, npz_path):
+    def sample_metrics(samples, memorizer_index, npz_path):
         row, shown = {}, slice(0, cfg.grid_samples)
         ratio, nearest = metrics.nearest_neighbour_ratio(samples, dataset.train_images)
         row["mem_ratio_pixels"] = metrics.copy_fraction(ratio)
+        # the training image the memorizer makes from the same noise and label: is it the
+        # sample's nearest, and how far is the sample from it (RMS, pixels in [0, 1])
+        row["mem_memorizer_match"] = float(np.mean(nearest[:, 0] == memorizer_index))
+        difference = samples.astype(np.float64) - dataset.train_images[memorizer_index]
+        row["mem_memorizer_distance"] = float(np.sqrt(np.mean(difference ** 2)) / 255)
         extra = {"samples": samples[shown], "nearest_pixels": dataset.train_images[nearest[shown, 0]],
                  "ratio_pixels": ratio[shown]}
         for split, images in [("train", dataset.train_images), ("test", dataset.test_images)]:
@@ -101,6 +118,66 @@ def mean_and_sem(losses, image_ids):
     return losses.mean(), sem
 
 
+def compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels):
+    """The run's constants from ideal.py: per split and reference, the loss on the evaluation
+    set (mean and per noise bin), and the training image the memorizer samples from each
+    sample's noise and label."""
+    batch = cfg.eval_batch
+    memorizer = ideal.memorizer_params(data.to_model_range(dataset.train_images), dataset.train_labels,
+                                       cfg.num_classes)
+    gaussian = ideal.gaussian_params(data.to_model_range(dataset.train_images))
+    refs = {}
+    for name, velocity, params in [("memorizer", ideal.memorizer_velocity, memorizer),
+                                   ("gaussian", ideal.gaussian_velocity, gaussian)]:
+        loss_fn = parallel.data_parallel(lambda p, x, y, noise, t, v=velocity: flow.per_sample_loss(v, p, x, y, noise, t))
+        for split, (images, labels, noise, t) in loss_sets.items():
+            losses = parallel.run_batched(loss_fn, params, images, labels, noise, t, batch=batch)
+            refs[f"{name}_{split}_loss"] = losses.mean()
+            refs[f"{name}_{split}_loss_bins"] = np.asarray(flow.bin_means(t, losses))
+    sample_fn = parallel.data_parallel(lambda p, noise, y: flow.sample(
+        ideal.memorizer_velocity, p, noise, y, steps=cfg.sample_steps, null_label=cfg.num_classes,
+        guidance=cfg.guidance))
+    samples = data.to_uint8(parallel.run_batched(sample_fn, memorizer, sample_noise, sample_labels, batch=batch))
+    refs["memorizer_index"] = metrics.nearest_by_distance(samples, dataset.train_images, k=1)[1][:, 0]
+    return refs
+
+
+def load_or_compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels, run_dir):
+    path = Path(run_dir) / "references.npz"
+    if path.exists():  # a resumed run
+        with np.load(path) as f:
+            return dict(f)
+    start = time.time()
+    refs = compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels)
+    print(f"references (memorizer and Gaussian losses, memorizer samples): {time.time() - start:.1f} s; "
+          f"memorizer loss train {refs['memorizer_train_loss']:.4g} test {refs['memorizer_test_loss']:.4g}, "
+          f"Gaussian train {refs['gaussian_train_loss']:.4g} test {refs['gaussian_test_loss']:.4g}", flush=True)
+    if jax.process_index() == 0:
+        with data.atomic_write(path) as file:
+            np.savez(file, **refs)
+    return refs
+
+
+def normalized_gap(test, train, memorizer_test, memorizer_train):
+    """(test - train) / (memorizer test - memorizer train): 0 while the network generalizes,
+    1 when its gap is the perfect memorizer's. NaN where the memorizer has no gap (bins so
+    noisy that no image can be told apart)."""
+    span = np.asarray(memorizer_test - memorizer_train, float)
+    return np.where(span > 1e-12, (test - train) / np.where(span > 1e-12, span, 1.0), np.nan)
+
+
+NOISY_HALF = slice(0, flow.NUM_BINS // 2)  # bins of t < 1/2
+
+
+def noisy_half_gap(test_bins, train_bins, memorizer_test_bins, memorizer_train_bins):
+    """The normalized gap of the noisier half of the noise levels (t < 1/2), the run's one
+    number for 'how much of the possible overfitting has happened'. The less noisy half is
+    left out: there the memorizer's velocity toward the nearest training image grows like
+    1 / (1 - t), its test loss explodes, and no network's gap is a visible fraction of it."""
+    return float(normalized_gap(np.sum(test_bins[NOISY_HALF]), np.sum(train_bins[NOISY_HALF]),
+                                np.sum(memorizer_test_bins[NOISY_HALF]), np.sum(memorizer_train_bins[NOISY_HALF])))
+
+
 def make_evaluator(cfg, velocity, dataset, run_dir, key):
     """evaluate(state, step) -> one log row (see the file's docstring). velocity(params, x, t,
     y) is the network, as flow.py takes it."""
@@ -121,21 +198,29 @@ def make_evaluator(cfg, velocity, dataset, run_dir, key):
     image_ids = {"train": train_rows, "test": np.arange(len(dataset.test_images))}
     sample_noise = np.asarray(jax.random.normal(k_sample, (cfg.num_samples, *shape)))
     sample_labels = dataset.train_labels[np.asarray(jax.random.randint(k_labels, (cfg.num_samples,), 0, cfg.num_train))]
+    refs = load_or_compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels, run_dir)
+    constants = {k: v for k, v in refs.items() if k != "memorizer_index"}
     sample_metrics = make_sample_metrics(cfg, dataset)
     samples_dir = Path(run_dir) / "samples"
 
-    def evaluate(state, step):
+    def evaluate(state, step, samples=True):
         row = {"step": step, "images_seen": step * cfg.batch_size}
         for split, (images, labels, noise, t) in loss_sets.items():
             losses = parallel.run_batched(loss_fn, state["params"], images, labels, noise, t, batch=cfg.eval_batch)
             row[f"{split}_loss"], row[f"{split}_loss_sem"] = mean_and_sem(losses, image_ids[split])
             row[f"{split}_loss_bins"] = np.asarray(flow.bin_means(t, losses))
-        samples = data.to_uint8(parallel.run_batched(sample_fn, state["ema"], sample_noise, sample_labels,
-                                                     batch=cfg.eval_batch))
+        row.update(constants)
+        bins = [row["test_loss_bins"], row["train_loss_bins"], refs["memorizer_test_loss_bins"],
+                refs["memorizer_train_loss_bins"]]
+        row["gap_normalized_bins"], row["gap_normalized"] = normalized_gap(*bins), noisy_half_gap(*bins)
+        if not samples:
+            return row
+        images = data.to_uint8(parallel.run_batched(sample_fn, state["ema"], sample_noise, sample_labels,
+                                                    batch=cfg.eval_batch))
         if jax.process_index() == 0:
-            data.save_grid(samples[:cfg.grid_samples], samples_dir / f"step_{step:07d}.png")
-        row.update(sample_metrics(samples, samples_dir / f"step_{step:07d}.npz"))
+            data.save_grid(images[:cfg.grid_samples], samples_dir / f"step_{step:07d}.png")
+        row["sample_step"] = step  # the grid of the sample metrics (metrics.steps_of)
+        row.update(sample_metrics(images, refs["memorizer_index"], samples_dir / f"step_{step:07d}.npz"))
         return row
 
     return evaluate
-

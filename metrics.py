@@ -36,17 +36,20 @@ Copy detection
     L2 pixel distance. Both scan the generated samples in chunks: a (chunk_size, n_train)
     block at a time, never the full (n_generated, n_train) matrix.
 
-Quantities read off a run's log: a dict (or .npz) of 1-D arrays, one entry per evaluation, in
-step order, with 'step', 'train_loss', 'test_loss', 'train_loss_sem', 'test_loss_sem' (standard
-errors of the mean) and scores such as 'mem_sscd' or 'swd_inception_test'.
-    tau_mem: the test loss begins to diverge from the train loss. Evaluation k is diverged when
-        gap_k = test_loss_k - train_loss_k exceeds z * sqrt(train_loss_sem_k^2 + test_loss_sem_k^2)
-        (z = 3: evaluation noise) AND rel * test_loss_k (rel = 0.01: a floor, so that the tiny
-        standard errors of huge evaluation sets do not flag meaningless gaps). tau_mem is the
-        step of the earliest evaluation from which every later evaluation is diverged, with at
-        least min_evals = 2 diverged evaluations in that tail (a lone noisy spike at the end of
-        a log does not count, nor does a divergence that closes again); NaN when there is none.
-        Evaluations with a missing (NaN) loss are skipped. Resolution: the evaluation grid.
+Quantities read off a run's log (evaluate.py writes it): a dict (or .npz) of arrays, one
+entry per evaluation in step order. Losses and their references are indexed by 'step';
+metrics measured on samples (keys beginning mem_, swd_, fid_) by 'sample_step', which may be a
+sparser grid (steps_of tells which array indexes a key).
+    tau_mem, the memorization time: the step at which the test loss has left the train loss
+        for good, measured against the perfect memorizer (ideal.py). 'gap_normalized' is
+        (test - train) / (memorizer test - memorizer train) over the noisier half of the noise
+        levels: 0 while the network generalizes, 1 if its gap were the memorizer's. tau_mem is
+        where it crosses GAP_THRESHOLD for the last time upwards (every later evaluation above,
+        at least min_evals of them), interpolated linearly in log(step) between the two
+        evaluations around the crossing; NaN when it never stays above. It does not depend on
+        how many images the evaluation uses, only on the curve they estimate (README, "tau_mem").
+    copy onset: the first sample evaluation whose memorization score reaches COPY_ONSET (5% of
+        the samples are copies); its ratio to tau_mem is the lag between the two.
     memorization rate: least-squares slope of the memorization score against log10(step) over
         the evaluations with step >= tau_mem, in fraction per decade of steps: unchanged when
         the step axis is rescaled (normalized steps, other batch sizes); NaN with < 2 steps.
@@ -61,7 +64,7 @@ Use
     mem = memorization_score(cosine[:, 0])
     ratio, index = nearest_neighbour_ratio(generated_pixels, train_pixels)
     copies = copy_fraction(ratio)
-    summary = summarize_run(dict(np.load("run.npz")))   # tau_mem, rate, best SW and its step
+    summary = summarize_run(load_log("runs/demo"))      # tau_mem, copy onset, rate, best SW
 """
 from pathlib import Path
 
@@ -71,7 +74,9 @@ MEMORIZATION_THRESHOLD = 0.6  # SSCD cosine, the paper
 COPY_RATIO_THRESHOLD = 1 / 3  # pixel-space ||x - NN1|| / ||x - NN2||, Yoon et al. 2023
 N_DIRECTIONS = 1024
 DIRECTIONS_SEED = 0
-LOSS_KEYS = ("train_loss", "test_loss", "train_loss_sem", "test_loss_sem")
+GAP_THRESHOLD = 0.2  # tau_mem: the normalized gap reaches a fifth of the memorizer's (README, "tau_mem")
+COPY_ONSET = 0.05  # the copy onset: 5% of the samples are copies
+SAMPLE_PREFIXES = ("mem_", "swd_", "fid_")  # log keys measured on samples, indexed by 'sample_step'
 
 
 def as_rows(features):
@@ -282,31 +287,38 @@ def load_log(run_dir):
     return log if len(log.get("step", ())) else {}
 
 
-def diverged_evaluations(log, z=3.0, rel=0.01):
-    """Per evaluation: is the test loss above the train loss beyond noise and beyond rel?"""
-    train, test = np.asarray(log["train_loss"], float), np.asarray(log["test_loss"], float)
-    gap = test - train
-    noise = np.hypot(np.asarray(log["train_loss_sem"], float), np.asarray(log["test_loss_sem"], float))
-    return (gap > z * noise) & (gap > rel * test)
+def steps_of(log, key):
+    """The steps that index log[key]: 'sample_step' for metrics measured on samples, else 'step'."""
+    return np.asarray(log["sample_step" if key.startswith(SAMPLE_PREFIXES) and "sample_step" in log else "step"], float)
 
 
-def memorization_time(log, z=3.0, rel=0.01, min_evals=2):
-    """tau_mem: the step from which every evaluation is diverged (>= min_evals of them); NaN if none."""
+def memorization_time(log, threshold=GAP_THRESHOLD, min_evals=2):
+    """tau_mem: where log['gap_normalized'] crosses threshold upwards for the last time, with
+    every later evaluation (at least min_evals) above it; log-linear interpolation; NaN if none."""
     if min_evals < 1:
         raise ValueError(f"min_evals must be at least 1, got {min_evals}")
-    evaluated = np.all([np.isfinite(np.asarray(log[key], float)) for key in LOSS_KEYS], axis=0)
-    steps = np.asarray(log["step"], float)[evaluated]
-    diverged = diverged_evaluations(log, z, rel)[evaluated]
-    not_diverged = np.flatnonzero(~diverged)
-    tail_start = not_diverged[-1] + 1 if len(not_diverged) else 0
-    if len(diverged) - tail_start < min_evals:
+    steps, gap = np.asarray(log["step"], float), np.asarray(log["gap_normalized"], float)
+    steps, gap = steps[np.isfinite(gap)], gap[np.isfinite(gap)]
+    below = np.flatnonzero(gap < threshold)
+    first_above = below[-1] + 1 if len(below) else 0
+    if len(gap) - first_above < min_evals:
         return float("nan")
-    return float(steps[tail_start])
+    if first_above == 0:  # above from the first evaluation on: tau_mem is at or before it
+        return float(steps[0])
+    (s0, s1), (g0, g1) = steps[first_above - 1:first_above + 1], gap[first_above - 1:first_above + 1]
+    return float(np.exp(np.log(s0) + (threshold - g0) / (g1 - g0) * (np.log(s1) - np.log(s0))))
+
+
+def copy_onset(log, mem_key, fraction=COPY_ONSET):
+    """The first step at which the memorization score log[mem_key] reaches fraction; NaN if never."""
+    steps, score = steps_of(log, mem_key), np.asarray(log[mem_key], float)
+    reached = np.flatnonzero(score >= fraction)
+    return float(steps[reached[0]]) if len(reached) else float("nan")
 
 
 def memorization_rate(log, tau_mem, mem_key="mem_sscd"):
     """Least-squares slope of log[mem_key] against log10(step) at steps >= tau_mem (per decade)."""
-    steps, score = np.asarray(log["step"], float), np.asarray(log[mem_key], float)
+    steps, score = steps_of(log, mem_key), np.asarray(log[mem_key], float)
     after = (steps >= tau_mem) & (steps > 0) & np.isfinite(score)  # nothing when tau_mem is NaN
     if len(np.unique(steps[after])) < 2:
         return float("nan")
@@ -317,7 +329,7 @@ def memorization_rate(log, tau_mem, mem_key="mem_sscd"):
 
 def best_fidelity(log, tau_mem, swd_key="swd_inception_test"):
     """(minimum of log[swd_key] at steps <= tau_mem, or over all steps if tau_mem is NaN, its step)."""
-    steps, swd = np.asarray(log["step"], float), np.asarray(log[swd_key], float)
+    steps, swd = steps_of(log, swd_key), np.asarray(log[swd_key], float)
     before = np.isfinite(swd) & ((steps <= tau_mem) | np.isnan(tau_mem))
     if not before.any():
         return float("nan"), float("nan")
@@ -333,10 +345,27 @@ def summary_keys(log):
     return mem, swd
 
 
-def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd", z=3.0, rel=0.01,
-                  min_evals=2):
-    """{'tau_mem', 'memorization_rate', 'best_swd', 'best_swd_step'}, floats (NaN if undefined)."""
-    tau_mem = memorization_time(log, z, rel, min_evals)
+def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd", threshold=GAP_THRESHOLD):
+    """{'tau_mem', 'copy_onset', 'copy_lag' (copy onset / tau_mem), 'memorization_rate',
+    'best_swd', 'best_swd_step'}, floats (NaN if undefined)."""
+    tau_mem = memorization_time(log, threshold)
+    onset = copy_onset(log, mem_key)
     best_swd, best_swd_step = best_fidelity(log, tau_mem, swd_key)
-    return {"tau_mem": tau_mem, "memorization_rate": memorization_rate(log, tau_mem, mem_key),
+    return {"tau_mem": tau_mem, "copy_onset": onset, "copy_lag": onset / tau_mem,
+            "memorization_rate": memorization_rate(log, tau_mem, mem_key),
             "best_swd": best_swd, "best_swd_step": best_swd_step}
+
+
+def scaling_fit(n, tau):
+    """How tau_mem grows with N: {'loglog_slope' (1 for proportional), 'origin_slope' (tau = a N,
+    least squares), 'origin_r2' (1 - residual / total sum of squares about the mean)}; NaN
+    with fewer than 2 finite taus."""
+    n, tau = np.asarray(n, float), np.asarray(tau, float)
+    ok = np.isfinite(tau) & (tau > 0) & (n > 0)
+    if ok.sum() < 2:
+        return {"loglog_slope": float("nan"), "origin_slope": float("nan"), "origin_r2": float("nan")}
+    n, tau = n[ok], tau[ok]
+    slope = float(n @ tau / (n @ n))
+    residual, total = np.sum((tau - slope * n) ** 2), np.sum((tau - tau.mean()) ** 2)
+    return {"loglog_slope": float(np.polyfit(np.log(n), np.log(tau), 1)[0]), "origin_slope": slope,
+            "origin_r2": float(1 - residual / total) if total > 0 else float("nan")}

@@ -30,7 +30,8 @@ def load_run(run_dir):
 
 
 def spaces_of(log, metric):
-    return sorted({k.split("_")[1] for k in log if k.startswith(metric + "_") and k.endswith("_test")})
+    """The feature spaces in which the log holds `metric` ('swd' or 'fid'): swd_<space>_test."""
+    return sorted({k.split("_")[1] for k in log if k.startswith(metric + "_") and k.endswith("_test")} - {"count"})
 
 
 def save(fig, out_dir, name):
@@ -59,15 +60,17 @@ def plot_run(run_dir, out_dir=None):
     ax = axes[0, 0]
     for split, color in (("train", "C0"), ("test", "C1")):
         ax.errorbar(step, log[f"{split}_loss"], yerr=log[f"{split}_loss_sem"], color=color, label=split, capsize=2)
+    draw_floors(ax, log)
     ax.set_ylabel("denoising loss")
     ax = axes[0, 1]
-    ax.plot(step, log[mem], "o-", color="C3", label=mem)
+    ax.plot(metrics.steps_of(log, mem), log[mem], "o-", color="C3", label=mem)
     ax.set_ylabel("memorization score")
     ax.set_ylim(-0.03, 1.03)
     for ax, metric in ((axes[1, 0], "swd"), (axes[1, 1], "fid")):
         for i, space in enumerate(spaces_of(log, metric)):
             for split, style in (("test", "-"), ("train", "--")):
-                ax.plot(step, log[f"{metric}_{space}_{split}"], style, color=f"C{i + 4}", label=f"{space} {split}")
+                key = f"{metric}_{space}_{split}"
+                ax.plot(metrics.steps_of(log, key), log[key], style, color=f"C{i + 4}", label=f"{space} {split}")
         ax.set_ylabel({"swd": "sliced Wasserstein (SW2)", "fid": "FID"}[metric])
         ax.set_yscale("log")
         ax.set_xlabel("step")
@@ -78,8 +81,55 @@ def plot_run(run_dir, out_dir=None):
     fig.suptitle(f"{cfg['dataset']}, N={cfg['num_train']}, C={cfg['base_channels']}, B={cfg['batch_size']}, "
                  f"lr={cfg['lr']:g}")
     save(fig, out_dir, "training")
+    plot_gap_by_noise(log, cfg, tau, out_dir)
     plot_neighbours(run_dir, out_dir)
     plot_sample_evolution(run_dir, out_dir)
+
+
+def draw_floors(ax, log):
+    """The exact references' losses as horizontal lines: the memorizer's train loss is the
+    lowest any network reaches; the Gaussian fit's test loss is what generalizing to second
+    moments gives. References far above the network's losses are named, not drawn."""
+    if "memorizer_train_loss" not in log:
+        return
+    top = 1.5 * max(np.max(log["train_loss"]), np.max(log["test_loss"]))
+    for key, style in (("memorizer_train_loss", ":"), ("memorizer_test_loss", ":"),
+                       ("gaussian_train_loss", "-."), ("gaussian_test_loss", "-.")):
+        value = float(log[key][0])
+        color = "C0" if "_train_" in key else "C1"
+        label = key.replace("_loss", "").replace("_", " ")
+        if value <= top:
+            ax.axhline(value, color=color, linestyle=style, linewidth=1, label=f"{label} {value:.3g}")
+        else:
+            ax.plot([], [], " ", label=f"{label} {value:.3g} (off scale)")
+    ax.set_yscale("log")
+
+
+def plot_gap_by_noise(log, cfg, tau, out_dir):
+    """Where in noise the test loss leaves the train loss: the gap per noise bin and step (heat
+    map), and the normalized gap, (test - train) / (memorizer test - memorizer train), per
+    bin and over the noisier half (the number tau_mem is read from)."""
+    if "gap_normalized_bins" not in log:
+        return
+    step, bins = log["step"], log["test_loss_bins"].shape[1]
+    fig, (ax_map, ax_norm) = plt.subplots(1, 2, figsize=(11, 3.8))
+    gap = (log["test_loss_bins"] - log["train_loss_bins"]).T  # (bins, evaluations)
+    edges = np.concatenate([[step[0] / 1.1], np.sqrt(step[1:] * step[:-1]), [step[-1] * 1.1]])
+    mesh = ax_map.pcolormesh(edges, np.linspace(0, 1, bins + 1), gap, cmap="magma", shading="flat")
+    fig.colorbar(mesh, ax=ax_map, label="test - train loss")
+    ax_map.set(xscale="log", xlabel="step", ylabel="t (0: noise, 1: data)", title="loss gap by noise level")
+    colors = plt.cm.coolwarm(np.linspace(0, 1, bins))
+    for k in range(bins):
+        ax_norm.plot(step, log["gap_normalized_bins"][:, k], color=colors[k], linewidth=1,
+                     label=f"t in [{k / bins:.1f}, {(k + 1) / bins:.1f})" if k in (0, bins // 2 - 1, bins - 1) else None)
+    ax_norm.plot(step, log["gap_normalized"], "k-o", ms=3, label="noisier half (t < 1/2)")
+    for ax in (ax_map, ax_norm):
+        mark_tau(ax, tau)
+    ax_norm.set(xscale="log", xlabel="step", ylabel="fraction of the memorizer's gap", title="normalized gap")
+    ax_norm.axhline(metrics.GAP_THRESHOLD, color="grey", linewidth=0.8)
+    ax_norm.legend(fontsize=7)
+    fig.suptitle(f"N={cfg['num_train']}, C={cfg['base_channels']}, B={cfg['batch_size']}, lr={cfg['lr']:g}", fontsize=10)
+    save(fig, out_dir, "gap_by_noise")
 
 
 def plot_neighbours(run_dir, out_dir, count=16):
@@ -127,15 +177,16 @@ def plot_sample_evolution(run_dir, out_dir, count=10):
     save(fig, Path(out_dir), "samples_by_step")
 
 
-def normalized_step(log, cfg, mins):
+def normalized_step(steps, cfg, mins):
     """The paper's normalized step T = step * (N_min/N) * (B/B_min) * (lr/lr_min), the mins
     being the smallest values of the sweep's axes."""
-    return (log["step"] * (mins["num_train"] / cfg["num_train"]) * (cfg["batch_size"] / mins["batch_size"])
-            * (cfg["lr"] / mins["lr"]))
+    return (np.asarray(steps, float) * (mins["num_train"] / cfg["num_train"])
+            * (cfg["batch_size"] / mins["batch_size"]) * (cfg["lr"] / mins["lr"]))
 
 
 def plot_sweep(sweep_dir):
-    """Every run's Figure 1, the axis' runs against the normalized step, tau_mem vs N."""
+    """Every run's figures; the axis' runs against the normalized step T (normalized gap,
+    memorization score, SW2); the loss gap by noise level of every run; tau_mem vs N."""
     sweep_dir = Path(sweep_dir)
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     runs = [(name, *load_run(sweep_dir / name)) for name in meta["runs"] if (sweep_dir / name / "config.json").exists()]
@@ -146,43 +197,62 @@ def plot_sweep(sweep_dir):
         print(f"{sweep_dir}: no run has an evaluation yet, nothing to plot")
         return
     field, mins = meta["field"], meta["normalization"]
-    mem = metrics.summary_keys(runs[0][1])[0]
-    swd_space = spaces_of(runs[0][1], "swd")[0] if spaces_of(runs[0][1], "swd") else None
-    panels = [("test - train loss", lambda log: log["test_loss"] - log["train_loss"]),
-              (mem, lambda log: log[mem])]
-    if swd_space:
-        panels.append((f"SW2 {swd_space} test", lambda log: log[f"swd_{swd_space}_test"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    mem, swd = metrics.summary_keys(runs[0][1])
+    panels = [("gap_normalized", "normalized gap (t < 1/2)"), (mem, f"memorization score ({mem})"),
+              (swd, f"SW2 ({swd})")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(runs)))
     for (name, log, cfg), color in zip(runs, colors):
-        t = normalized_step(log, cfg, mins)
-        for ax, (title, value) in zip(axes, panels):
-            ax.plot(t, value(log), "o-", ms=3, color=color, label=f"{field}={cfg[field]:g}")
-    for ax, (title, _) in zip(axes, panels):
-        ax.set_xscale("log")
-        ax.set_xlabel("normalized step T")
-        ax.set_title(title, fontsize=10)
-    axes[-1].set_yscale("log")
+        tau = normalized_step(metrics.memorization_time(log), cfg, mins)
+        for ax, (key, _) in zip(axes, panels):
+            if key in log:
+                ax.plot(normalized_step(metrics.steps_of(log, key), cfg, mins), log[key], "o-", ms=3, color=color,
+                        label=f"{field}={cfg[field]:g}")
+            if np.isfinite(tau):
+                ax.axvline(tau, color=color, linestyle=":", linewidth=1)
+    axes[0].axhline(metrics.GAP_THRESHOLD, color="grey", linewidth=0.8)
+    for ax, (_, title) in zip(axes, panels):
+        ax.set(xscale="log", xlabel="normalized step T", title=title)
+    axes[2].set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{meta['preset']} preset, {meta['axis']} axis", fontsize=11)
+    fig.suptitle(f"{meta['preset']} preset, {meta['axis']} axis (dotted: tau_mem)", fontsize=11)
     save(fig, sweep_dir / "figures", f"axis_{meta['axis']}")
+    plot_sweep_gaps(runs, field, mins, sweep_dir / "figures", meta["axis"])
     if field == "num_train":
         plot_tau_vs_n(runs, sweep_dir / "figures")
 
 
+def plot_sweep_gaps(runs, field, mins, out_dir, axis):
+    """The test - train loss gap by noise level against T, one heat map per run."""
+    runs = [(name, log, cfg) for name, log, cfg in runs if "test_loss_bins" in log]
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 3.2), squeeze=False, sharey=True)
+    top = max(np.max(log["test_loss_bins"] - log["train_loss_bins"]) for _, log, _ in runs)
+    for ax, (name, log, cfg) in zip(axes[0], runs):
+        t = normalized_step(log["step"], cfg, mins)
+        edges = np.concatenate([[t[0] / 1.1], np.sqrt(t[1:] * t[:-1]), [t[-1] * 1.1]])
+        bins = log["test_loss_bins"].shape[1]
+        mesh = ax.pcolormesh(edges, np.linspace(0, 1, bins + 1), (log["test_loss_bins"] - log["train_loss_bins"]).T,
+                             cmap="magma", vmin=0, vmax=top, shading="flat")
+        ax.set(xscale="log", xlabel="normalized step T", title=f"{field}={cfg[field]:g}")
+    axes[0, 0].set_ylabel("t (0: noise, 1: data)")
+    fig.colorbar(mesh, ax=axes[0, -1], label="test - train loss")
+    save(fig, out_dir, f"gap_by_noise_{axis}")
+
+
 def plot_tau_vs_n(runs, out_dir):
+    """tau_mem against N, with the line through the origin and the log-log slope."""
     n = np.array([cfg["num_train"] for _, _, cfg in runs], float)
     tau = np.array([metrics.memorization_time(log) for _, log, _ in runs])
+    fit = metrics.scaling_fit(n, tau)
     ok = np.isfinite(tau)
-    fig, ax = plt.subplots(figsize=(4.5, 3.6))
+    fig, ax = plt.subplots(figsize=(4.8, 3.8))
     ax.plot(n[ok], tau[ok], "o", color="C3", label=r"$\tau_{mem}$")
-    if ok.sum() >= 2:
-        slope, intercept = np.polyfit(n[ok], tau[ok], 1)
+    if np.isfinite(fit["origin_slope"]):
         grid = np.linspace(0, n.max() * 1.05, 50)
-        ax.plot(grid, slope * grid + intercept, "--", color="grey",
-                label=f"linear fit: {slope:.3g} N + {intercept:.3g}")
-    ax.set_xlabel("dataset size N")
-    ax.set_ylabel(r"$\tau_{mem}$ (steps)")
+        ax.plot(grid, fit["origin_slope"] * grid, "--", color="grey",
+                label=f"{fit['origin_slope']:.3g} N, $R^2$ = {fit['origin_r2']:.2f}\n"
+                      f"log-log slope {fit['loglog_slope']:.2f}")
+    ax.set(xlabel="dataset size N", ylabel=r"$\tau_{mem}$ (steps)")
     ax.legend(fontsize=8)
     save(fig, out_dir, "tau_vs_n")
 

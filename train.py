@@ -59,6 +59,7 @@ class Config:
     head_dim: int = 64
     embed_dim: int = 512
     num_classes: int = 10
+    conditional: bool = True  # the paper's class-conditional model; False: every label is the null label
     # optimization: Adam with optax's defaults, EMA of the params
     batch_size: int = 16  # global batch, split over all devices
     lr: float = 1e-4
@@ -66,8 +67,10 @@ class Config:
     ema_decay: float = 0.9999  # per step, ramped up as min(decay, (1 + step) / (10 + step))
     label_dropout: float = 0.1  # ours: label -> null label, so that guidance is possible
     seed: int = 0  # initialization, batch order, training noise, evaluation noise
-    # evaluation, at num_evals log-spaced steps from first_eval to steps
+    # evaluation: losses at num_evals log-spaced steps from first_eval to steps; samples and
+    # their metrics at num_sample_evals of those steps, also log-spaced (all: the paper's)
     num_evals: int = 30
+    num_sample_evals: int = 30
     first_eval: int = 100
     eval_train_size: int = 512  # the fixed batch of training images for the train loss
     eval_batch: int = 256  # images per forward pass in evaluation
@@ -85,7 +88,7 @@ class Config:
 
     def __post_init__(self):
         """Settings that cannot run: one line each, at start-up (ValueError)."""
-        positive = ["num_test", "batch_size", "steps", "num_evals", "first_eval", "eval_batch",
+        positive = ["num_test", "batch_size", "steps", "num_evals", "num_sample_evals", "first_eval", "eval_batch",
                     "sample_steps", "num_samples", "swd_samples", "grid_samples"]
         if bad := [f"{name}={getattr(self, name)}" for name in positive if getattr(self, name) < 1]:
             raise ValueError(f"{', '.join(bad)}: must be at least 1")
@@ -123,6 +126,10 @@ def parse_value(field, text):
         return tuple(int(v) for v in text.split(",") if v)
     if field.type == tuple[str, ...]:
         return tuple(v for v in text.split(",") if v)
+    if field.type is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(text)
+        return text.lower() in ("true", "1")
     return field.type(text)
 
 
@@ -300,6 +307,15 @@ def eval_steps(cfg):
     return sorted(set(int(round(s)) for s in steps))
 
 
+def sample_eval_steps(cfg):
+    """The evaluation steps that also sample: the ones nearest (in log step) to
+    num_sample_evals log-spaced steps over the same range, always including the last."""
+    steps = np.array(eval_steps(cfg))
+    wanted = np.geomspace(steps[0], steps[-1], min(cfg.num_sample_evals, len(steps)))
+    nearest = np.abs(np.log(steps)[None, :] - np.log(wanted)[:, None]).argmin(axis=1)
+    return sorted(set(steps[nearest].tolist()) | {int(steps[-1])})
+
+
 # --- checkpoints and logs: written atomically ------------------------------------------------
 
 
@@ -342,6 +358,12 @@ def format_duration(seconds):
     return f"{seconds / 3600:.1f}h" if seconds > 5400 else f"{seconds / 60:.1f}m" if seconds > 90 else f"{seconds:.0f}s"
 
 
+def shown(key, value):
+    """Whether the status line prints a log entry: scalars that change from row to row."""
+    constant = key.startswith(("memorizer_", "gaussian_", "fid_count_")) or key in ("step", "sample_step", "images_seen")
+    return np.ndim(value) == 0 and not constant and not key.endswith("_sem")
+
+
 def check_finite(loss, step):
     value = float(np.asarray(loss)[0])
     if not math.isfinite(value):
@@ -351,7 +373,7 @@ def check_finite(loss, step):
 
 def train(cfg, evaluate_fn=None):
     """Run, or resume, the training described by cfg; returns the log. `evaluate_fn(state,
-    step) -> dict` is called at every evaluation step (default: evaluate.make_evaluator)."""
+    step, samples) -> dict` is called at every evaluation step (default: evaluate.make_evaluator)."""
     if cfg.batch_size % jax.device_count():
         raise data.DataError(f"batch_size {cfg.batch_size} does not split over {jax.device_count()} devices")
     cfg, run_dir = prepare_run_dir(cfg)
@@ -360,6 +382,10 @@ def train(cfg, evaluate_fn=None):
     if max(dataset.train_labels.max(), dataset.test_labels.max()) >= cfg.num_classes:
         raise data.DataError(f"{cfg.dataset} has labels up to {dataset.train_labels.max()}, the model "
                              f"num_classes={cfg.num_classes}: raise --num_classes")
+    if not cfg.conditional:  # train, evaluate and sample with the null label only
+        null = lambda labels: np.full_like(labels, cfg.num_classes)
+        dataset = dataclasses.replace(dataset, train_labels=null(dataset.train_labels),
+                                      test_labels=null(dataset.test_labels))
     evaluate_fn = evaluate_fn or evaluate.make_evaluator(cfg, velocity_fn(cfg), dataset, run_dir,
                                                          rng_stream(cfg.seed, "eval"))
     state, log = init_state(cfg), {}
@@ -371,6 +397,7 @@ def train(cfg, evaluate_fn=None):
     train_step = make_train_step(cfg)
     train_images = data.to_model_range(dataset.train_images)
     todo = [s for s in eval_steps(cfg) if s > start_step]
+    with_samples = set(sample_eval_steps(cfg))
     mine = parallel.host_slice(cfg.batch_size)  # this host's part of every global batch
     ids = parallel.shard(np.arange(cfg.batch_size, dtype=np.int32)[mine])
     tick_time, tick_step, checkpoint_time, loss = time.time(), start_step, time.time(), None
@@ -392,12 +419,11 @@ def train(cfg, evaluate_fn=None):
             todo.pop(0)
             check_finite(loss, step)
             eval_start = time.time()
-            row = evaluate_fn(parallel.unreplicate(state), done)
+            row = evaluate_fn(parallel.unreplicate(state), done, samples=done in with_samples)
             for key, value in row.items():
                 log.setdefault(key, []).append(value)
-            print(f"eval  step {done} | " + " | ".join(
-                f"{k} {float(v):.4g}" for k, v in row.items() if np.ndim(v) == 0 and k != "step")
-                + f" | {time.time() - eval_start:.0f}s", flush=True)
+            print(f"eval  step {done} | " + " | ".join(f"{k} {float(v):.4g}" for k, v in row.items() if shown(k, v))
+                  + f" | {time.time() - eval_start:.0f}s", flush=True)
             tick_time, tick_step = time.time(), done  # evaluation time is not training speed
         if evaluated or done == cfg.steps or time.time() - checkpoint_time > 60 * cfg.checkpoint_minutes:
             check_finite(loss, step)

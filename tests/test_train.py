@@ -104,8 +104,11 @@ def test_loss_standard_error_is_over_images():
 
 
 def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
-    cfg = train.Config(steps=100_000, first_eval=100, num_evals=4)
-    assert train.eval_steps(cfg) == [100, 1000, 10000, 100000]
+    cfg = train.Config(steps=100_000, first_eval=100, num_evals=4, num_sample_evals=4)
+    assert train.eval_steps(cfg) == [100, 1000, 10000, 100000] == train.sample_eval_steps(cfg)
+    cfg = train.Config(steps=100_000, first_eval=100, num_evals=31, num_sample_evals=4)
+    assert train.sample_eval_steps(cfg) == [100, 1000, 10000, 100000]  # a log-spaced subset
+    assert set(train.sample_eval_steps(cfg)) <= set(train.eval_steps(cfg))
 
 
 def test_a_run_writes_config_log_checkpoint_and_samples(tiny_config):
@@ -199,7 +202,7 @@ def test_a_killed_run_resumes_with_nothing_lost_or_repeated(tmp_path):
 
 def stop_after_first_evaluation(cfg):
     """Train cfg until its first evaluation is checkpointed, then stop (as a killed run would)."""
-    def evaluate_once(state, step):
+    def evaluate_once(state, step, samples):
         if step > train.eval_steps(cfg)[0]:
             raise KeyboardInterrupt
         return {"step": step, "train_loss": 1.0}
