@@ -170,12 +170,17 @@ NOISY_HALF = slice(0, flow.NUM_BINS // 2)  # bins of t < 1/2
 
 
 def noisy_half_gap(test_bins, train_bins, memorizer_test_bins, memorizer_train_bins):
-    """The normalized gap of the noisier half of the noise levels (t < 1/2), the run's one
-    number for 'how much of the possible overfitting has happened'. The less noisy half is
-    left out: there the memorizer's velocity toward the nearest training image grows like
-    1 / (1 - t), its test loss explodes, and no network's gap is a visible fraction of it."""
-    return float(normalized_gap(np.sum(test_bins[NOISY_HALF]), np.sum(train_bins[NOISY_HALF]),
-                                np.sum(memorizer_test_bins[NOISY_HALF]), np.sum(memorizer_train_bins[NOISY_HALF])))
+    """The run's one number for 'how much of the possible overfitting has happened': the
+    fraction f that best fits gap_k = f * span_k over the noisier half of the noise levels
+    (t < 1/2), least squares, with gap_k = test - train and span_k = memorizer test - memorizer
+    train in bin k: f = sum(span_k gap_k) / sum(span_k^2). Bins where the memorizer itself
+    barely tells train from test (the noisiest: small span) weigh little, so their noise does
+    not swamp f. The less noisy half is left out: there the memorizer's velocity toward the
+    nearest training image grows like 1 / (1 - t), its test loss explodes, and no network's
+    gap is a visible fraction of it."""
+    gap = np.asarray(test_bins, float)[NOISY_HALF] - np.asarray(train_bins, float)[NOISY_HALF]
+    span = np.asarray(memorizer_test_bins, float)[NOISY_HALF] - np.asarray(memorizer_train_bins, float)[NOISY_HALF]
+    return float(span @ gap / (span @ span)) if span @ span > 0 else float("nan")
 
 
 def make_evaluator(cfg, velocity, dataset, run_dir, key):

@@ -40,14 +40,17 @@ Quantities read off a run's log (evaluate.py writes it): a dict (or .npz) of arr
 entry per evaluation in step order. Losses and their references are indexed by 'step';
 metrics measured on samples (keys beginning mem_, swd_, fid_) by 'sample_step', which may be a
 sparser grid (steps_of tells which array indexes a key).
-    tau_mem, the memorization time: the step at which the test loss has left the train loss
-        for good, measured against the perfect memorizer (ideal.py). 'gap_normalized' is
-        (test - train) / (memorizer test - memorizer train) over the noisier half of the noise
-        levels: 0 while the network generalizes, 1 if its gap were the memorizer's. tau_mem is
-        where it crosses GAP_THRESHOLD for the last time upwards (every later evaluation above,
-        at least min_evals of them), interpolated linearly in log(step) between the two
-        evaluations around the crossing; NaN when it never stays above. It does not depend on
-        how many images the evaluation uses, only on the curve they estimate (README, "tau_mem").
+    tau_mem, the memorization time: the step at which the test loss leaves the train loss for
+        good, i.e. stops falling with it and turns up. It is the minimum of the test loss,
+        smoothed over 3 neighbouring evaluations (log-spaced: a smoothing in log(step)) and
+        located between evaluations by a parabola through the lowest point and its neighbours
+        in log(step); NaN unless the test loss has turned up for good, with at least
+        min_evals = 2 evaluations after the minimum and the last 0.5% above it (evaluations
+        share their images and noise, so a rise that small is the network's, not noise; the
+        standard error over images is about the level, not about changes between
+        evaluations). The location does not depend on how many images the evaluation uses,
+        only on the curve they estimate (README, "tau_mem", has the comparison with the other
+        rules we tried).
     copy onset: the first sample evaluation whose memorization score reaches COPY_ONSET (5% of
         the samples are copies); its ratio to tau_mem is the lag between the two.
     memorization rate: least-squares slope of the memorization score against log10(step) over
@@ -74,7 +77,6 @@ MEMORIZATION_THRESHOLD = 0.6  # SSCD cosine, the paper
 COPY_RATIO_THRESHOLD = 1 / 3  # pixel-space ||x - NN1|| / ||x - NN2||, Yoon et al. 2023
 N_DIRECTIONS = 1024
 DIRECTIONS_SEED = 0
-GAP_THRESHOLD = 0.2  # tau_mem: the normalized gap reaches a fifth of the memorizer's (README, "tau_mem")
 COPY_ONSET = 0.05  # the copy onset: 5% of the samples are copies
 SAMPLE_PREFIXES = ("mem_", "swd_", "fid_")  # log keys measured on samples, indexed by 'sample_step'
 
@@ -292,21 +294,41 @@ def steps_of(log, key):
     return np.asarray(log["sample_step" if key.startswith(SAMPLE_PREFIXES) and "sample_step" in log else "step"], float)
 
 
-def memorization_time(log, threshold=GAP_THRESHOLD, min_evals=2):
-    """tau_mem: where log['gap_normalized'] crosses threshold upwards for the last time, with
-    every later evaluation (at least min_evals) above it; log-linear interpolation; NaN if none."""
-    if min_evals < 1:
-        raise ValueError(f"min_evals must be at least 1, got {min_evals}")
-    steps, gap = np.asarray(log["step"], float), np.asarray(log["gap_normalized"], float)
-    steps, gap = steps[np.isfinite(gap)], gap[np.isfinite(gap)]
-    below = np.flatnonzero(gap < threshold)
-    first_above = below[-1] + 1 if len(below) else 0
-    if len(gap) - first_above < min_evals:
+def smooth(values):
+    """Each value averaged with its neighbours (two at the ends): a 3-point running mean over the
+    evaluation grid, which is log-spaced, so a smoothing in log(step)."""
+    padded = np.concatenate([values[:1], values, values[-1:]])
+    weights = np.concatenate([[0.0], np.ones(len(values)), [0.0]])
+    sums = np.convolve(padded * weights, np.ones(3), "valid")
+    return sums / np.convolve(weights, np.ones(3), "valid")
+
+
+def parabola_vertex(x, y):
+    """The x of the extremum of the parabola through three points (x, y), within [x0, x2]."""
+    (x0, x1, x2), (y0, y1, y2) = x, y
+    numerator = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
+    denominator = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+    if denominator == 0:
+        return x1
+    return float(np.clip(x1 - 0.5 * numerator / denominator, x0, x2))
+
+
+def memorization_time(log, rise=0.005, min_evals=2):
+    """tau_mem: the step where the smoothed test loss is lowest, between evaluations by a
+    parabola in log(step); NaN unless the test loss has turned up for good: at least min_evals
+    evaluations after it, the last (smoothed) more than a fraction `rise` above the minimum."""
+    steps, test = np.asarray(log["step"], float), np.asarray(log["test_loss"], float)
+    steps, test = steps[np.isfinite(test)], test[np.isfinite(test)]
+    if len(test) < 3:
         return float("nan")
-    if first_above == 0:  # above from the first evaluation on: tau_mem is at or before it
+    smoothed = smooth(test)
+    k = int(np.argmin(smoothed))
+    if len(test) - 1 - k < min_evals or smoothed[-1] <= (1 + rise) * smoothed[k]:
+        return float("nan")
+    if k == 0:  # lowest at the first evaluation: tau_mem is at or before it
         return float(steps[0])
-    (s0, s1), (g0, g1) = steps[first_above - 1:first_above + 1], gap[first_above - 1:first_above + 1]
-    return float(np.exp(np.log(s0) + (threshold - g0) / (g1 - g0) * (np.log(s1) - np.log(s0))))
+    x = np.log(steps[k - 1:k + 2])
+    return float(np.exp(parabola_vertex(x, smoothed[k - 1:k + 2])))
 
 
 def copy_onset(log, mem_key, fraction=COPY_ONSET):
@@ -345,10 +367,10 @@ def summary_keys(log):
     return mem, swd
 
 
-def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd", threshold=GAP_THRESHOLD):
+def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd"):
     """{'tau_mem', 'copy_onset', 'copy_lag' (copy onset / tau_mem), 'memorization_rate',
     'best_swd', 'best_swd_step'}, floats (NaN if undefined)."""
-    tau_mem = memorization_time(log, threshold)
+    tau_mem = memorization_time(log)
     onset = copy_onset(log, mem_key)
     best_swd, best_swd_step = best_fidelity(log, tau_mem, swd_key)
     return {"tau_mem": tau_mem, "copy_onset": onset, "copy_lag": onset / tau_mem,

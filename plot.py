@@ -126,7 +126,6 @@ def plot_gap_by_noise(log, cfg, tau, out_dir):
     for ax in (ax_map, ax_norm):
         mark_tau(ax, tau)
     ax_norm.set(xscale="log", xlabel="step", ylabel="fraction of the memorizer's gap", title="normalized gap")
-    ax_norm.axhline(metrics.GAP_THRESHOLD, color="grey", linewidth=0.8)
     ax_norm.legend(fontsize=7)
     fig.suptitle(f"N={cfg['num_train']}, C={cfg['base_channels']}, B={cfg['batch_size']}, lr={cfg['lr']:g}", fontsize=10)
     save(fig, out_dir, "gap_by_noise")
@@ -210,7 +209,6 @@ def plot_sweep(sweep_dir):
                         label=f"{field}={cfg[field]:g}")
             if np.isfinite(tau):
                 ax.axvline(tau, color=color, linestyle=":", linewidth=1)
-    axes[0].axhline(metrics.GAP_THRESHOLD, color="grey", linewidth=0.8)
     for ax, (_, title) in zip(axes, panels):
         ax.set(xscale="log", xlabel="normalized step T", title=title)
     axes[2].set_yscale("log")

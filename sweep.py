@@ -5,6 +5,7 @@
     python sweep.py --axis lr --list          # the runs of the axis, one per line
     python sweep.py --axis lr --index 2       # only run 2 (job arrays: one run per task)
     python sweep.py --axis lr --summary       # summary and figures of the runs done so far
+    python sweep.py --axis data --preset paper --plan --hardware TPU-v5p --devices 16   # costs first
 
 The axes and presets are study.py's. Every run of an axis gets the same budget of normalized
 steps T = step * (N_min/N) * (B/B_min) * (lr/lr_min): steps = preset steps * (N/N_0) *
@@ -25,14 +26,15 @@ import numpy as np
 
 import data
 import metrics
+import plan
 import study
 import train
 
 
 def run_configs(preset, axis, out_dir, overrides):
     """[(name, Config)] of the runs of one axis."""
-    field, values = study.AXES[preset][axis]
-    base = train.make_config({**study.PRESETS[preset], **overrides})
+    field, values, axis_fields = study.AXES[preset][axis]
+    base = train.make_config({**study.PRESETS[preset], **axis_fields, **overrides})
     runs = []
     for value in values:
         cfg = dataclasses.replace(base, **{field: value})
@@ -84,6 +86,8 @@ def parse_args(argv):
     parser.add_argument("--list", action="store_true", help="print the runs and stop")
     parser.add_argument("--index", type=int, help="run only this run of the axis (job arrays)")
     parser.add_argument("--summary", action="store_true", help="only summarize and plot the runs done")
+    parser.add_argument("--plan", action="store_true", help="print what the runs would cost, start nothing")
+    plan.add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
     return args, train.parse_flags(rest)
 
@@ -106,12 +110,16 @@ def main(argv):
     field = study.AXES[preset][args.axis][0]
     if args.index is not None and not 0 <= args.index < len(runs):
         raise SystemExit(f"error: --index {args.index}: the {args.axis} axis has runs 0 to {len(runs) - 1}")
+    if args.plan:
+        plan.print_plan(runs if args.index is None else [runs[args.index]], args.hardware, args.devices,
+                        args.utilization, args.bf16)
+        return
     if args.list:
         for i, (name, cfg) in enumerate(runs):
             print(f"{i}  {name:<14} {field}={getattr(cfg, field):g} steps={cfg.steps}  {cfg.run_dir}"
                   + ("  (complete)" if is_complete(cfg) else ""))
         return
-    mins = {f: min(v) for f, v in study.AXES[preset].values()}  # the smallest value of each axis
+    mins = {f: min(v) for f, v, _ in study.AXES[preset].values()}  # the smallest value of each axis
     with data.atomic_write(out_dir / "sweep.json", "w") as file:
         json.dump({"preset": preset, "axis": args.axis, "field": field, "runs": [name for name, _ in runs],
                    "normalization": mins}, file, indent=2)

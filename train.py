@@ -70,14 +70,14 @@ class Config:
     # evaluation: losses at num_evals log-spaced steps from first_eval to steps; samples and
     # their metrics at num_sample_evals of those steps, also log-spaced (all: the paper's)
     num_evals: int = 30
-    num_sample_evals: int = 30
+    num_sample_evals: int = 10  # the paper samples at every evaluation (preset paper-dense)
     first_eval: int = 100
     eval_train_size: int = 512  # the fixed batch of training images for the train loss
     eval_batch: int = 256  # images per forward pass in evaluation
     sample_steps: int = 250  # Euler steps
     guidance: float = 0.0  # classifier-free guidance weight (0 = plain conditional)
-    num_samples: int = 5120  # generated per evaluation
-    swd_samples: int = 2000
+    num_samples: int = 512  # generated per sample evaluation (the paper: 5120)
+    swd_samples: int = 512  # (the paper: 2000)
     feature_spaces: tuple[str, ...] = ("inception", "sscd", "pixels")  # fixed at the run's start
     weights_dir: str = ""  # "" = $DIFFMEM_WEIGHTS, else ~/.cache/diffmem/weights
     grid_samples: int = 64

@@ -235,3 +235,13 @@ def test_image_folder_with_train_and_test_subfolders_keeps_the_users_split(tmp_p
     write_folder(tmp_path / "data" / "test", {"bird": 1})
     with pytest.raises(data.DataError, match=r"test has classes that .*train lacks: \['bird'\]"):
         data.load(str(tmp_path / "data"), num_train=3, num_test=2, data_dir=tmp_path, image_size=8)
+
+
+def test_cifar_at_16x16_averages_2x2_blocks(cifar_dir):
+    root, expected = cifar_dir
+    ds = data.load("cifar10", num_train=4, num_test=2, data_dir=root, image_size=16)
+    blocks = expected["train"][0][:4].reshape(4, 16, 2, 16, 2, 3).astype(float).mean(axis=(2, 4))
+    np.testing.assert_array_equal(ds.train_images, np.round(blocks).astype(np.uint8))
+    assert ds.test_images.shape == (2, 16, 16, 3)
+    with pytest.raises(data.DataError, match="image_size=12"):
+        data.load("cifar10", num_train=4, num_test=2, data_dir=root, image_size=12)

@@ -3,6 +3,7 @@ import shutil
 import threading
 
 import numpy as np
+import pytest
 
 import evaluate
 import features
@@ -68,3 +69,19 @@ def test_two_jobs_filling_the_same_cache_at_once_both_succeed(tmp_path):
     assert len(results) == 2
     np.testing.assert_array_equal(results[0], results[1])
     assert len(list(tmp_path.iterdir())) == 1  # one cache file, no temporary left
+
+
+def test_normalized_gaps_are_fractions_of_the_memorizers_gap():
+    memorizer_train = np.array([0.20, 0.10, 0.02, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    memorizer_test = np.array([0.25, 0.30, 0.50, 0.60, 0.80, 1.5, 3.0, 6.0, 20.0, 1e4])
+    train = np.full(10, 0.3)
+    span = memorizer_test - memorizer_train
+    # a network whose gap is 40% of the memorizer's in every bin of the noisier half
+    test = train + np.where(np.arange(10) < 5, 0.4 * span, 0.01)
+    np.testing.assert_allclose(evaluate.normalized_gap(test, train, memorizer_test, memorizer_train)[:5], 0.4)
+    assert evaluate.noisy_half_gap(test, train, memorizer_test, memorizer_train) == pytest.approx(0.4)
+    # noise in the noisiest bin, where the memorizer's own span is small, barely moves it
+    noisy = test.copy()
+    noisy[0] += 0.1  # twice that bin's whole span
+    assert abs(evaluate.noisy_half_gap(noisy, train, memorizer_test, memorizer_train) - 0.4) < 0.01
+    assert np.isnan(evaluate.normalized_gap(test, train, memorizer_train, memorizer_train)).all()  # no span

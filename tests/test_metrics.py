@@ -257,57 +257,59 @@ def test_ratio_needs_two_training_samples():
 STEPS = np.unique(np.geomspace(100, 100000, 60).astype(int))
 
 
-def gap_log(gap):
-    return {"step": STEPS, "gap_normalized": np.asarray(gap, float)}
+def loss_log(test_loss):
+    return {"step": STEPS, "test_loss": np.asarray(test_loss, float)}
 
 
-def test_memorization_time_interpolates_the_crossing_in_log_steps():
-    """A normalized gap linear in log10(step), crossing the threshold between two evaluations:
-    tau_mem is the exact crossing, not the next evaluation."""
-    slope = 0.1  # per decade
-    crossing = 3_000.0
-    gap = metrics.GAP_THRESHOLD + slope * np.log10(STEPS / crossing)
-    assert metrics.memorization_time(gap_log(gap)) == pytest.approx(crossing, rel=1e-9)
+def test_memorization_time_is_the_vertex_of_a_test_loss_minimum():
+    """A test loss that is a parabola in log(step): smoothing keeps its vertex, and the
+    parabola through the three lowest evaluations finds it between evaluations."""
+    vertex = 3_000.0
+    curve = 0.3 + 0.02 * np.log(STEPS / vertex) ** 2
+    assert metrics.memorization_time(loss_log(curve)) == pytest.approx(vertex, rel=0.02)
+    # a smooth asymmetric curve: still within the evaluations around its minimum
+    asym = 0.3 + np.where(STEPS < vertex, 0.05, 0.01) * np.log(STEPS / vertex) ** 2
+    k = np.argmin(asym)
+    assert STEPS[k - 1] <= metrics.memorization_time(loss_log(asym)) <= STEPS[k + 1]
 
 
-def test_memorization_time_is_the_last_upward_crossing_for_good():
-    gap = np.where(STEPS >= STEPS[40], 0.5, 0.0)
-    gap[10:20] = 0.5  # a transient excursion above the threshold that falls back
-    log = gap_log(gap)
-    tau = metrics.memorization_time(log)
-    assert STEPS[39] < tau <= STEPS[40]
-    gap[-1] = 0.0  # falls back at the very end: never for good
-    assert np.isnan(metrics.memorization_time(gap_log(gap)))
-    only_last = np.where(STEPS == STEPS[-1], 0.5, 0.0)  # one evaluation above is not enough
-    assert np.isnan(metrics.memorization_time(gap_log(only_last)))
-    assert metrics.memorization_time(gap_log(only_last), min_evals=1) > STEPS[-2]
-    assert metrics.memorization_time(gap_log(np.full(len(STEPS), 0.9))) == STEPS[0]  # above from the start
-    assert np.isnan(metrics.memorization_time(gap_log(np.zeros(len(STEPS)))))
+def test_memorization_time_needs_the_test_loss_to_turn_up_for_good():
+    falling = 0.3 + 0.5 * (STEPS / STEPS[0]) ** -0.3
+    assert np.isnan(metrics.memorization_time(loss_log(falling)))  # still learning at the end
+    late = 0.3 + 0.02 * np.log(STEPS / STEPS[-2]) ** 2  # lowest at the next-to-last evaluation
+    assert np.isnan(metrics.memorization_time(loss_log(late)))
+    turned = 0.3 + 0.02 * np.log(STEPS / STEPS[-6]) ** 2  # lowest 5 evaluations before the end
+    assert metrics.memorization_time(loss_log(turned)) == pytest.approx(STEPS[-6], rel=0.02)
+    rng = np.random.default_rng(0)
+    flat = 0.3 + 0.0002 * rng.standard_normal(len(STEPS))  # a plateau, up to noise
+    assert np.isnan(metrics.memorization_time(loss_log(flat)))
+    early = 0.3 + 0.01 * np.log(STEPS / STEPS[0])  # rising from the first evaluation on
+    assert metrics.memorization_time(loss_log(early)) == STEPS[0]
 
 
-def test_memorization_time_skips_missing_evaluations_and_ignores_standard_errors():
-    gap = np.where(STEPS >= STEPS[30], 0.6, 0.05)
-    log = gap_log(gap)
-    log["gap_normalized"][35] = np.nan
-    tau = metrics.memorization_time(log)
-    assert STEPS[29] < tau <= STEPS[30]
-    # a larger evaluation set changes the standard errors, not the curve: tau_mem stays
-    for sem in (1e-5, 1e-1):
-        assert metrics.memorization_time({**log, "train_loss_sem": np.full(len(STEPS), sem),
-                                          "test_loss_sem": np.full(len(STEPS), sem)}) == tau
+def test_memorization_time_skips_missing_evaluations():
+    curve = 0.3 + 0.02 * np.log(STEPS / 3000.0) ** 2
+    log = loss_log(curve)
+    log["test_loss"][[5, 40]] = np.nan
+    assert metrics.memorization_time(log) == pytest.approx(3000.0, rel=0.02)
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_memorization_time_moves_little_with_evaluation_noise(seed):
-    """The same rising curve, at 8 evaluations per decade, estimated with noise of 0.02 and
-    of 0.01 (an evaluation set four times as large): tau_mem moves by less than 30%."""
+    """The same curve, at 8 evaluations per decade, measured with noise of 0.002 and of 0.001
+    (an evaluation set four times as large): tau_mem moves by less than 30%."""
     rng = np.random.default_rng(seed)
     steps = np.geomspace(100, 100000, 25)
-    truth = 0.6 / (1 + (steps / 5000.0) ** -1.5)  # a smooth rise through the threshold
-    taus = [metrics.memorization_time({"step": steps, "gap_normalized": truth + noise * rng.standard_normal(25)})
-            for noise in (0.02, 0.01)]
-    exact = metrics.memorization_time({"step": steps, "gap_normalized": truth})
-    assert max(taus) / min(taus) < 1.3 and max(taus) / exact < 1.3 and exact / min(taus) < 1.3
+    truth = 0.3 + 0.02 * np.log(steps / 5000.0) ** 2
+    taus = [metrics.memorization_time({"step": steps, "test_loss": truth + noise * rng.standard_normal(25)})
+            for noise in (0.002, 0.001)]
+    assert max(taus) / min(taus) < 1.3 and abs(np.log(taus[0] / 5000.0)) < np.log(1.3)
+
+
+def test_smoothing_and_parabola_against_hand_values():
+    np.testing.assert_allclose(metrics.smooth(np.array([1.0, 2.0, 6.0, 4.0])), [1.5, 3.0, 4.0, 5.0])
+    assert metrics.parabola_vertex(np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.0, 1.0])) == 1.0
+    assert metrics.parabola_vertex(np.array([0.0, 1.0, 3.0]), np.array([4.0, 1.0, 1.0])) == pytest.approx(2.0)
 
 
 def test_copy_onset_and_steps_of_sample_metrics():
@@ -354,16 +356,15 @@ def test_best_fidelity_is_the_minimum_before_tau():
 
 
 def test_summarize_run_on_a_synthetic_log():
-    onset = 25
-    log = gap_log(np.where(np.arange(len(STEPS)) >= onset, 0.5, 0.0))
+    log = loss_log(0.3 + 0.02 * np.log(STEPS / STEPS[25]) ** 2)
     tau = metrics.memorization_time(log)
-    log["mem_sscd"] = np.where(STEPS >= STEPS[onset + 10], 0.1 + 0.4 * np.log10(STEPS / STEPS[onset]), 0.0)
-    log["swd_inception_test"] = (np.log10(STEPS) - np.log10(STEPS[onset - 5])) ** 2 + 1.0
+    log["mem_sscd"] = np.where(STEPS >= STEPS[35], 0.1 + 0.4 * np.log10(STEPS / STEPS[25]), 0.0)
+    log["swd_inception_test"] = (np.log10(STEPS) - np.log10(STEPS[20])) ** 2 + 1.0
     summary = metrics.summarize_run(log)
-    assert STEPS[onset - 1] < tau <= STEPS[onset]
-    assert summary["tau_mem"] == tau and summary["copy_onset"] == STEPS[onset + 10]
-    assert summary["copy_lag"] == pytest.approx(STEPS[onset + 10] / tau)
-    assert summary["best_swd"] == 1.0 and summary["best_swd_step"] == STEPS[onset - 5]
+    assert tau == pytest.approx(STEPS[25], rel=0.02)
+    assert summary["tau_mem"] == tau and summary["copy_onset"] == STEPS[35]
+    assert summary["copy_lag"] == pytest.approx(STEPS[35] / tau)
+    assert summary["best_swd"] == 1.0 and summary["best_swd_step"] == STEPS[20]
 
 
 def test_load_log_reads_nothing_from_a_run_without_evaluations(tmp_path):
