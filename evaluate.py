@@ -1,6 +1,6 @@
 """Evaluation of a run at one step: the numbers of one row of its log.npz.
 
-    evaluate = make_evaluator(cfg, velocity, dataset, run_dir, key)
+    evaluate = make_evaluator(cfg, velocity, dataset, run_dir, key, sample_velocity)
     row = evaluate(state, step, samples=True)   # state: {"params", "ema", ...} as numpy
 
 A row holds
@@ -183,12 +183,13 @@ def noisy_half_gap(test_bins, train_bins, memorizer_test_bins, memorizer_train_b
     return float(span @ gap / (span @ span)) if span @ span > 0 else float("nan")
 
 
-def make_evaluator(cfg, velocity, dataset, run_dir, key):
+def make_evaluator(cfg, velocity, dataset, run_dir, key, sample_velocity=None):
     """evaluate(state, step) -> one log row (see the file's docstring). velocity(params, x, t,
-    y) is the network, as flow.py takes it."""
+    y) is the network, as flow.py takes it, for the losses; sample_velocity (default: the same)
+    the one that samples (the U-Net in cfg.sample_dtype)."""
     loss_fn = parallel.data_parallel(lambda p, x, y, noise, t: flow.per_sample_loss(velocity, p, x, y, noise, t))
     sample_fn = parallel.data_parallel(lambda p, noise, y: flow.sample(
-        velocity, p, noise, y, steps=cfg.sample_steps, null_label=cfg.num_classes, guidance=cfg.guidance))
+        sample_velocity or velocity, p, noise, y, steps=cfg.sample_steps, null_label=cfg.num_classes, guidance=cfg.guidance))
     k_train, k_test, k_sample, k_labels = jax.random.split(key, 4)
     train_rows = np.arange(cfg.eval_train_size) % cfg.num_train  # every image, evenly
     shape = dataset.train_images.shape[1:]

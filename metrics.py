@@ -378,16 +378,25 @@ def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd"):
             "best_swd": best_swd, "best_swd_step": best_swd_step}
 
 
+def normalized_step(steps, cfg, mins):
+    """The paper's normalized step T = step * (N_min/N) * (B/B_min) * (lr/lr_min). cfg: a run's
+    config as a dict; mins: the smallest value of each axis of the sweep."""
+    return (np.asarray(steps, float) * (mins["num_train"] / cfg["num_train"])
+            * (cfg["batch_size"] / mins["batch_size"]) * (cfg["lr"] / mins["lr"]))
+
+
 def scaling_fit(n, tau):
-    """How tau_mem grows with N: {'loglog_slope' (1 for proportional), 'origin_slope' (tau = a N,
+    """How tau_mem grows with N: {'loglog_slope' and 'loglog_prefactor' (the power law
+    tau = prefactor N^slope fitted in log-log; slope 1 for proportional), 'origin_slope' (tau = a N,
     least squares), 'origin_r2' (1 - residual / total sum of squares about the mean)}; NaN
     with fewer than 2 finite taus."""
     n, tau = np.asarray(n, float), np.asarray(tau, float)
     ok = np.isfinite(tau) & (tau > 0) & (n > 0)
     if ok.sum() < 2:
-        return {"loglog_slope": float("nan"), "origin_slope": float("nan"), "origin_r2": float("nan")}
+        return dict.fromkeys(["loglog_slope", "loglog_prefactor", "origin_slope", "origin_r2"], float("nan"))
     n, tau = n[ok], tau[ok]
     slope = float(n @ tau / (n @ n))
     residual, total = np.sum((tau - slope * n) ** 2), np.sum((tau - tau.mean()) ** 2)
-    return {"loglog_slope": float(np.polyfit(np.log(n), np.log(tau), 1)[0]), "origin_slope": slope,
+    power, log_prefactor = np.polyfit(np.log(n), np.log(tau), 1)
+    return {"loglog_slope": float(power), "loglog_prefactor": float(np.exp(log_prefactor)), "origin_slope": slope,
             "origin_r2": float(1 - residual / total) if total > 0 else float("nan")}

@@ -60,7 +60,8 @@ def shape(*dims, dtype=jnp.float32):
 @functools.lru_cache(maxsize=None)
 def unet_costs(model, batch_size, image_size):
     """(FLOPs of one train step on a global batch, FLOPs of one U-Net forward per image)."""
-    cfg = train.Config(batch_size=batch_size, **{k: getattr(model, k) for k in model.__dataclass_fields__})
+    fields = {k: getattr(model, k) for k in model.__dataclass_fields__ if k != "compute_dtype"}
+    cfg = train.Config(batch_size=batch_size, train_dtype=model.compute_dtype, **fields)
     state = jax.eval_shape(lambda: train.init_state(cfg))
     step = train.make_train_step(cfg)  # pmapped: one device's program on the whole batch
     images, labels = shape(1, batch_size, image_size, image_size, 3), shape(1, batch_size, dtype=jnp.int32)
@@ -130,7 +131,7 @@ def peak_flops(hardware, bf16):
     if hardware == "cpu":
         import bench
 
-        return bench.matmul_peak_flops()
+        return bench.matmul_rate()
     return HARDWARE[hardware][1 if bf16 else 0] * 1e12
 
 

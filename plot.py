@@ -176,13 +176,6 @@ def plot_sample_evolution(run_dir, out_dir, count=10):
     save(fig, Path(out_dir), "samples_by_step")
 
 
-def normalized_step(steps, cfg, mins):
-    """The paper's normalized step T = step * (N_min/N) * (B/B_min) * (lr/lr_min), the mins
-    being the smallest values of the sweep's axes."""
-    return (np.asarray(steps, float) * (mins["num_train"] / cfg["num_train"])
-            * (cfg["batch_size"] / mins["batch_size"]) * (cfg["lr"] / mins["lr"]))
-
-
 def plot_sweep(sweep_dir):
     """Every run's figures; the axis' runs against the normalized step T (normalized gap,
     memorization score, SW2); the loss gap by noise level of every run; tau_mem vs N."""
@@ -202,10 +195,10 @@ def plot_sweep(sweep_dir):
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(runs)))
     for (name, log, cfg), color in zip(runs, colors):
-        tau = normalized_step(metrics.memorization_time(log), cfg, mins)
+        tau = metrics.normalized_step(metrics.memorization_time(log), cfg, mins)
         for ax, (key, _) in zip(axes, panels):
             if key in log:
-                ax.plot(normalized_step(metrics.steps_of(log, key), cfg, mins), log[key], "o-", ms=3, color=color,
+                ax.plot(metrics.normalized_step(metrics.steps_of(log, key), cfg, mins), log[key], "o-", ms=3, color=color,
                         label=f"{field}={cfg[field]:g}")
             if np.isfinite(tau):
                 ax.axvline(tau, color=color, linestyle=":", linewidth=1)
@@ -226,7 +219,7 @@ def plot_sweep_gaps(runs, field, mins, out_dir, axis):
     fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 3.2), squeeze=False, sharey=True)
     top = max(np.max(log["test_loss_bins"] - log["train_loss_bins"]) for _, log, _ in runs)
     for ax, (name, log, cfg) in zip(axes[0], runs):
-        t = normalized_step(log["step"], cfg, mins)
+        t = metrics.normalized_step(log["step"], cfg, mins)
         edges = np.concatenate([[t[0] / 1.1], np.sqrt(t[1:] * t[:-1]), [t[-1] * 1.1]])
         bins = log["test_loss_bins"].shape[1]
         mesh = ax.pcolormesh(edges, np.linspace(0, 1, bins + 1), (log["test_loss_bins"] - log["train_loss_bins"]).T,
@@ -238,7 +231,8 @@ def plot_sweep_gaps(runs, field, mins, out_dir, axis):
 
 
 def plot_tau_vs_n(runs, out_dir):
-    """tau_mem against N, with the line through the origin and the log-log slope."""
+    """tau_mem against N on log-log axes: the fitted power law, and the best line through the
+    origin (proportional, slope 1 on these axes) with its R^2."""
     n = np.array([cfg["num_train"] for _, _, cfg in runs], float)
     tau = np.array([metrics.memorization_time(log) for _, log, _ in runs])
     fit = metrics.scaling_fit(n, tau)
@@ -246,11 +240,14 @@ def plot_tau_vs_n(runs, out_dir):
     fig, ax = plt.subplots(figsize=(4.8, 3.8))
     ax.plot(n[ok], tau[ok], "o", color="C3", label=r"$\tau_{mem}$")
     if np.isfinite(fit["origin_slope"]):
-        grid = np.linspace(0, n.max() * 1.05, 50)
+        grid = np.geomspace(n[ok].min() / 1.2, n[ok].max() * 1.2, 50)
+        ax.plot(grid, fit["loglog_prefactor"] * grid ** fit["loglog_slope"], "-", color="C3", alpha=0.5,
+                label=f"power law: slope {fit['loglog_slope']:.2f}")
         ax.plot(grid, fit["origin_slope"] * grid, "--", color="grey",
-                label=f"{fit['origin_slope']:.3g} N, $R^2$ = {fit['origin_r2']:.2f}\n"
-                      f"log-log slope {fit['loglog_slope']:.2f}")
-    ax.set(xlabel="dataset size N", ylabel=r"$\tau_{mem}$ (steps)")
+                label=f"proportional: {fit['origin_slope']:.3g} N, $R^2$ = {fit['origin_r2']:.2f}")
+    ax.set(xscale="log", yscale="log", xlabel="dataset size N", ylabel=r"$\tau_{mem}$ (steps)")
+    ax.set_xticks(n, [f"{v:g}" for v in n], minor=False)
+    ax.set_xticks([], minor=True)
     ax.legend(fontsize=8)
     save(fig, out_dir, "tau_vs_n")
 

@@ -51,8 +51,9 @@ def is_complete(cfg):
     return bool(log) and int(log["step"][-1]) >= cfg.steps
 
 
-def summarize(runs, out_dir, field):
-    """Print and save (summary.npz) one row per run that has evaluations."""
+def summarize(runs, out_dir, field, mins):
+    """Print and save (summary.npz) one row per run that has evaluations; on the data axis,
+    also how tau_mem grows with N (metrics.scaling_fit)."""
     rows = []
     for name, cfg in runs:
         log = metrics.load_log(cfg.run_dir)
@@ -61,16 +62,23 @@ def summarize(runs, out_dir, field):
         mem_key, swd_key = metrics.summary_keys(log)
         stats = metrics.summarize_run(log, swd_key=swd_key, mem_key=mem_key)
         rows.append(dict(name=name, value=getattr(cfg, field), steps_done=int(log["step"][-1]),
-                         final_mem=float(log[mem_key][-1]), mem_key=mem_key, swd_key=swd_key, **stats))
+                         final_mem=float(log[mem_key][-1]), mem_key=mem_key, swd_key=swd_key,
+                         tau_mem_T=metrics.normalized_step(stats["tau_mem"], dataclasses.asdict(cfg), mins), **stats))
     if not rows:
         print("no run of this sweep has an evaluation yet")
         return rows
-    print(f"\n{'run':<14}{field:>14}{'steps':>9}{'tau_mem':>10}{'mem rate/dec':>14}{'best SWD':>11}"
-          f"{'at step':>9}{'final mem':>11}")
+    print(f"\n{'run':<14}{field:>12}{'steps':>7}{'tau_mem':>9}{'in T':>8}{'copy onset':>12}{'mem rate/dec':>14}"
+          f"{'best SWD':>10}{'at step':>9}{'final mem':>11}")
     for r in rows:
-        print(f"{r['name']:<14}{r['value']:>14g}{r['steps_done']:>9d}{r['tau_mem']:>10.0f}"
-              f"{r['memorization_rate']:>14.3f}{r['best_swd']:>11.4g}{r['best_swd_step']:>9.0f}{r['final_mem']:>11.2f}")
-    print(f"(memorization score: {rows[0]['mem_key']}, fidelity: {rows[0]['swd_key']})")
+        print(f"{r['name']:<14}{r['value']:>12g}{r['steps_done']:>7d}{r['tau_mem']:>9.0f}{r['tau_mem_T']:>8.0f}"
+              f"{r['copy_onset']:>12.0f}{r['memorization_rate']:>14.3f}{r['best_swd']:>10.4g}{r['best_swd_step']:>9.0f}"
+              f"{r['final_mem']:>11.2f}")
+    print(f"(tau_mem: step of the smoothed test-loss minimum; T: normalized step; copy onset: first step with "
+          f"{rows[0]['mem_key']} >= {metrics.COPY_ONSET:g}; fidelity: {rows[0]['swd_key']})")
+    if field == "num_train":
+        fit = metrics.scaling_fit([r["value"] for r in rows], [r["tau_mem"] for r in rows])
+        print(f"tau_mem vs N: log-log slope {fit['loglog_slope']:.2f} (1 = proportional); through the origin "
+              f"tau_mem = {fit['origin_slope']:.3g} N, R^2 = {fit['origin_r2']:.2f}")
     with data.atomic_write(Path(out_dir) / "summary.npz") as file:
         np.savez(file, **{k: np.array([r[k] for r in rows]) for k in rows[0]})
     return rows
@@ -135,7 +143,7 @@ def main(argv):
             except train.USER_ERRORS as err:
                 raise SystemExit(f"error in {name}: {err}") from None
     if args.index is None or args.summary:
-        summarize(runs, out_dir, field)
+        summarize(runs, out_dir, field, mins)
         import plot
 
         plot.plot_sweep(out_dir)

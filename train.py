@@ -66,6 +66,7 @@ class Config:
     steps: int = 100_000
     ema_decay: float = 0.9999  # per step, ramped up as min(decay, (1 + step) / (10 + step))
     label_dropout: float = 0.1  # ours: label -> null label, so that guidance is possible
+    train_dtype: str = "float32"  # of the U-Net's matmul and conv inputs in training ('bfloat16')
     seed: int = 0  # initialization, batch order, training noise, evaluation noise
     # evaluation: losses at num_evals log-spaced steps from first_eval to steps; samples and
     # their metrics at num_sample_evals of those steps, also log-spaced (all: the paper's)
@@ -76,6 +77,7 @@ class Config:
     eval_batch: int = 256  # images per forward pass in evaluation
     sample_steps: int = 250  # Euler steps
     guidance: float = 0.0  # classifier-free guidance weight (0 = plain conditional)
+    sample_dtype: str = "float32"  # the same for sampling; the paper preset: 'bfloat16'
     num_samples: int = 512  # generated per sample evaluation (the paper: 5120)
     swd_samples: int = 512  # (the paper: 2000)
     feature_spaces: tuple[str, ...] = ("inception", "sscd", "pixels")  # fixed at the run's start
@@ -101,12 +103,14 @@ class Config:
                              f"ema_decay={self.ema_decay} in [0, 1)")
         if unknown := [s for s in self.feature_spaces if s not in features.SPACES]:
             raise ValueError(f"unknown feature_spaces {unknown}; choose from {', '.join(features.SPACES)}")
-        model_config(self)  # the U-Net's own checks
+        model_config(self, self.sample_dtype)  # the U-Net's own checks
+        model_config(self)
 
 
-def model_config(cfg):
-    """The U-Net's own config, from the run's flat Config."""
-    return unet.UNetConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(unet.UNetConfig)})
+def model_config(cfg, compute_dtype=None):
+    """The U-Net's own config, from the run's flat Config; compute_dtype default: train_dtype."""
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(unet.UNetConfig) if hasattr(cfg, f.name)}
+    return unet.UNetConfig(**shared, compute_dtype=compute_dtype or cfg.train_dtype)
 
 
 # Every random stream of a run comes from one root key, jax.random.key(seed), folded with its
@@ -242,9 +246,9 @@ def saved_config_fields(cfg):
 # --- training state and step ----------------------------------------------------------------
 
 
-def velocity_fn(cfg):
+def velocity_fn(cfg, compute_dtype=None):
     """The U-Net as flow.py takes a network: velocity(params, x, t, y)."""
-    model = model_config(cfg)
+    model = model_config(cfg, compute_dtype)
     return lambda params, x, t, y: unet.apply(params, x, t, y, model)
 
 
@@ -387,7 +391,8 @@ def train(cfg, evaluate_fn=None):
         dataset = dataclasses.replace(dataset, train_labels=null(dataset.train_labels),
                                       test_labels=null(dataset.test_labels))
     evaluate_fn = evaluate_fn or evaluate.make_evaluator(cfg, velocity_fn(cfg), dataset, run_dir,
-                                                         rng_stream(cfg.seed, "eval"))
+                                                         rng_stream(cfg.seed, "eval"),
+                                                         velocity_fn(cfg, cfg.sample_dtype))
     state, log = init_state(cfg), {}
     if (run_dir / "checkpoint.npz").exists():
         state, log = load_checkpoint(run_dir, state)

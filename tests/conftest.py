@@ -9,7 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import parallel  # noqa: E402
 import train  # noqa: E402
+
+parallel.use_fast_cpu_convolutions()  # the convolutions train.py runs (before any computation)
 
 TINY = dict(dataset="shapes", num_train=8, num_test=16, image_size=8, base_channels=8,
             channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), head_dim=8,

@@ -1,11 +1,13 @@
 """sweep.py and plot.py: the command line, and runs that have no evaluation yet (a log.npz
 without rows, as a time-based checkpoint before the first evaluation could leave)."""
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import metrics
 import plot
 import study
 import sweep
@@ -28,6 +30,11 @@ def test_runs_of_an_axis_share_a_normalized_step_budget(tmp_path):
     assert [cfg.batch_size for _, cfg in runs] == list(values)
     images = {cfg.steps * cfg.batch_size for _, cfg in runs}  # T = step * B / B_min: same images
     assert max(images) / min(images) < 1.01
+    mins = {f: min(v) for f, v, _ in study.AXES["cpu"].values()}
+    for axis in study.AXES["cpu"]:  # every run of every axis ends at the same normalized step T
+        ends = [metrics.normalized_step(cfg.steps, dataclasses.asdict(cfg), mins)
+                for _, cfg in sweep.run_configs("cpu", axis, tmp_path, {})]
+        assert max(ends) / min(ends) < 1.01, axis
 
 
 def test_runs_without_evaluations_are_skipped_by_summary_and_plots(tmp_path, capsys):
@@ -37,7 +44,7 @@ def test_runs_without_evaluations_are_skipped_by_summary_and_plots(tmp_path, cap
     (Path(cfg.run_dir) / "config.json").write_text(json.dumps(train.dataclasses.asdict(cfg)))
     np.savez(Path(cfg.run_dir) / "log.npz")  # a log with no keys at all
     assert not sweep.is_complete(cfg)
-    assert sweep.summarize(runs, tmp_path, "batch_size") == []
+    assert sweep.summarize(runs, tmp_path, "batch_size", {}) == []
     (tmp_path / "sweep.json").write_text(json.dumps({"preset": "cpu", "axis": "batch", "field": "batch_size",
                                                      "runs": [n for n, _ in runs], "normalization": {}}))
     plot.plot_sweep(tmp_path)

@@ -1,5 +1,7 @@
-"""The U-Net: the paper's parameter counts, the CPU convolution against XLA's, the layers
-against plain numpy, and the null label."""
+"""The U-Net: the paper's parameter counts, the layers against plain numpy (GroupNorm's
+hand-written backward against autodiff of the textbook formula), and the null label."""
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,11 +27,30 @@ def test_parameter_count_is_the_papers_quadratic_in_the_channels():
 
 
 @pytest.mark.parametrize("c_in, c_out, k", [(3, 8, 3), (16, 5, 3), (4, 4, 1)])
-def test_im2col_convolution_equals_xla_convolution(c_in, c_out, k):
+def test_convolution_matches_a_sum_over_taps_in_numpy(c_in, c_out, k):
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((2, 6, 7, c_in)), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((k, k, c_in, c_out)), jnp.float32)
-    np.testing.assert_allclose(unet.conv_im2col(x, w), unet.conv_xla(x, w), rtol=1e-5, atol=1e-5)
+    x = rng.standard_normal((2, 6, 7, c_in)).astype(np.float32)
+    p = {"w": rng.standard_normal((k, k, c_in, c_out)).astype(np.float32),
+         "b": rng.standard_normal(c_out).astype(np.float32)}
+    pad = k // 2
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    want = p["b"] + sum(xp[:, dy:dy + 6, dx:dx + 7] @ p["w"][dy, dx] for dy in range(k) for dx in range(k))
+    got = unet.conv(jax.tree.map(jnp.asarray, p), jnp.asarray(x))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def group_norm_reference(p, x, scale=None, shift=None, silu=False, eps=1e-5):
+    """The textbook GroupNorm in plain jax.numpy, differentiated by autodiff: the reference
+    for unet.group_norm's hand-written backward."""
+    b, h, w, c = x.shape
+    groups = math.gcd(32, c)
+    xg = x.reshape(b, h, w, groups, c // groups)
+    mean = xg.mean(axis=(1, 2, 4), keepdims=True)
+    var = ((xg - mean) ** 2).mean(axis=(1, 2, 4), keepdims=True)
+    y = ((xg - mean) / jnp.sqrt(var + eps)).reshape(x.shape) * p["scale"] + p["bias"]
+    if scale is not None:
+        y = y * (1 + scale[:, None, None]) + shift[:, None, None]
+    return jax.nn.silu(y) if silu else y
 
 
 def test_group_norm_matches_numpy():
@@ -42,6 +63,28 @@ def test_group_norm_matches_numpy():
     var = xg.var(axis=(1, 3), keepdims=True)
     want = ((xg - mean) / np.sqrt(var + 1e-5)).reshape(x.shape) * p["scale"] + p["bias"]
     np.testing.assert_allclose(unet.group_norm(p, jnp.asarray(x)), want, rtol=1e-4, atol=1e-4)
+    # the embedding's modulation and the SiLU that follow it
+    scale, shift = rng.standard_normal((2, 2, 48)).astype(np.float32)
+    modulated = want * (1 + scale[:, None, None]) + shift[:, None, None]
+    np.testing.assert_allclose(unet.group_norm(p, jnp.asarray(x), jnp.asarray(scale), jnp.asarray(shift), silu=True),
+                               modulated / (1 + np.exp(-modulated)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels", [16, 48, 64])  # groups of 1, 3 and 2 channels
+@pytest.mark.parametrize("modulated, silu", [(False, False), (False, True), (True, True)])
+def test_group_norm_gradients_match_autodiff_of_the_textbook_formula(channels, modulated, silu):
+    rng = np.random.default_rng(channels)
+    f32 = lambda *shape: jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    x = 2 * f32(3, 5, 4, channels) + 0.5
+    p = {"scale": f32(channels), "bias": f32(channels)}
+    scale, shift = (f32(3, channels), f32(3, channels)) if modulated else (None, None)
+    cotangent = f32(3, 5, 4, channels)
+    loss = lambda norm: lambda p, x, scale, shift: jnp.sum(norm(p, x, scale, shift, silu=silu) * cotangent)
+    argnums = (0, 1, 2, 3) if modulated else (0, 1)
+    ours = jax.grad(loss(unet.group_norm), argnums)(p, x, scale, shift)
+    want = jax.grad(loss(group_norm_reference), argnums)(p, x, scale, shift)
+    for mine, reference in zip(jax.tree.leaves(ours), jax.tree.leaves(want)):
+        np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-4 * float(jnp.abs(reference).max()))
 
 
 def test_attention_matches_a_loop_over_heads_in_numpy():
@@ -64,6 +107,18 @@ def test_attention_matches_a_loop_over_heads_in_numpy():
     np.testing.assert_allclose(unet.attention(p, jnp.asarray(x), head_dim), want, rtol=1e-4, atol=1e-4)
 
 
+def test_attention_gradients_match_autodiff_of_the_plain_formula():
+    rng = np.random.default_rng(3)
+    q, k, v, cotangent = (jnp.asarray(rng.standard_normal((2, 3, 7, 5)), jnp.float32) for _ in range(4))
+    plain = lambda q, k, v: jax.nn.softmax(q @ k.swapaxes(-1, -2), axis=-1) @ v
+    np.testing.assert_allclose(unet.softmax_attention(q, k, v), plain(q, k, v), rtol=1e-5, atol=1e-5)
+    loss = lambda attend: lambda q, k, v: jnp.sum(attend(q, k, v) * cotangent)
+    ours = jax.grad(loss(unet.softmax_attention), (0, 1, 2))(q, k, v)
+    want = jax.grad(loss(plain), (0, 1, 2))(q, k, v)
+    for mine, reference in zip(ours, want):
+        np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-5)
+
+
 TINY_UNET = unet.UNetConfig(image_size=8, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                             attention_resolutions=(4,), head_dim=8, embed_dim=32)
 
@@ -74,15 +129,15 @@ def test_fresh_network_predicts_zero_and_labels_matter_once_trained():
     x = jax.random.normal(jax.random.key(1), (3, 8, 8, 3))
     t = jnp.array([0.1, 0.5, 0.9])
     y = jnp.array([0, 3, cfg.num_classes])  # the last is the null label
-    out = unet.apply(params, x, t, y, cfg)
+    apply = jax.jit(unet.apply, static_argnums=4)  # one compilation, not one per eager op
+    out = apply(params, x, t, y, cfg)
     assert out.shape == x.shape
     np.testing.assert_array_equal(out, 0.0)  # zero-initialized output conv, as in ADM
     # with every weight random (no zero-initialized layers left), the label changes the
     # output, and the null label is the network with no class embedding added
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(2), len(leaves))
-    params = jax.tree.unflatten(treedef, [0.3 * jax.random.normal(k, p.shape) for k, p in zip(keys, leaves)])
-    one = lambda p, label: unet.apply(p, x[:1], t[:1], jnp.array([label]), cfg)
+    rng = np.random.default_rng(2)
+    params = jax.tree.map(lambda p: jnp.asarray(0.3 * rng.standard_normal(p.shape), jnp.float32), params)
+    one = lambda p, label: apply(p, x[:1], t[:1], jnp.array([label]), cfg)
     assert not np.allclose(one(params, 0), one(params, 3), atol=1e-3)
     no_class = dict(params, class_embed=jnp.zeros_like(params["class_embed"]))
     np.testing.assert_allclose(one(params, cfg.num_classes), one(no_class, 0), rtol=1e-5, atol=1e-5)

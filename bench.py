@@ -1,0 +1,342 @@
+"""Speed of the project's train step and sampler on this machine, optionally side by side with
+a PyTorch twin of the same U-Net (tests/torch_twin.py: same architecture, same weights).
+
+    python bench.py --preset cpu                       # train ms/step, img/s, compile, GFLOP, MFU, sampling
+    python bench.py --preset cpu --batch_size 128      # any Config flags, as train.py takes them
+    python bench.py --preset cpu --torch               # + the twin: eager and torch.compile, JAX/torch ratios
+    python bench.py --suite --torch                    # the standard set of configs, one table
+    python bench.py --preset cpu --profile /tmp/trace  # + a jax.profiler trace of 5 train steps
+
+What is timed:
+  - train: train.make_train_step(cfg), the step train.py runs (forward, backward, Adam, EMA,
+    pmapped over the local devices), fed numpy batches as the training loop feeds them;
+  - sample: one Euler step of the sampler (the velocity on an eval_batch of images), times
+    sample_steps, as img/s;
+  - MFU: the step's FLOPs from XLA's cost model (forward and backward of the loss on the global
+    batch), per second, over the float32 matmul rate measured in the same run (and over the
+    datasheet peak for known GPUs);
+  - --torch: the twin's eager train step (same loss: rectified-flow MSE with label dropout;
+    Adam with optax's defaults; EMA) and, where it compiles, the same step with the network under
+    torch.compile; the twin's Euler step. torch runs on as many threads as there are cores.
+
+Every comparison is made in one process, the variants alternating, and reports medians: run it
+on an otherwise idle machine (it prints how many cores other processes kept busy while it timed,
+and warns above 0.2). torch is imported only with --torch.
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import flow
+import parallel
+import train
+import unet
+
+# Dense float32 peak (TF32 where XLA uses it for float32 matmuls) of known accelerators, TFLOP/s.
+DATASHEET_TFLOPS = {"H100": 494.7, "H200": 494.7, "A100": 156.0}
+
+# The standard set of --suite: (name, Config flags). The C=32 config is the paper's U-Net at
+# base_channels 32 (7.9M parameters); its sampler is timed on 64 images to keep the suite short.
+SUITE = [
+    ("cpu preset, B=16", ["--preset", "cpu"]),
+    ("cpu preset, B=128", ["--preset", "cpu", "--batch_size", "128"]),
+    ("C=32 (1,2,4) 32x32, B=16", ["--preset", "cpu", "--image_size", "32", "--base_channels", "32",
+                                  "--channel_mult", "1,2,4", "--num_res_blocks", "3",
+                                  "--attention_resolutions", "16,8", "--batch_size", "16",
+                                  "--eval_batch", "64"]),
+]
+
+REPEATS = 10  # timed calls per variant, after one untimed warm-up call
+PAUSE = 0.02  # seconds of idle before each timed call: the other library's worker threads go to sleep
+
+
+def cores():
+    return len(os.sched_getaffinity(0))
+
+
+def cpu_clock():
+    """(CPU seconds used by the whole machine, by this process) so far; the machine's from
+    /proc/stat (Linux), None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        machine = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+    except (OSError, ValueError, IndexError):
+        machine = None
+    times = os.times()
+    return machine, times.user + times.system
+
+
+def other_work(fn):
+    """Run fn(); return (its result, the mean number of cores other processes kept busy meanwhile)."""
+    (machine0, own0), start = cpu_clock(), time.perf_counter()
+    result = fn()
+    (machine1, own1), seconds = cpu_clock(), time.perf_counter() - start
+    if machine0 is None:
+        return result, float("nan")
+    return result, max(0.0, (machine1 - machine0) - (own1 - own0)) / seconds
+
+
+def block(out):
+    """Wait for a JAX result (JAX dispatches asynchronously; torch on a CPU does not)."""
+    if not type(out).__module__.startswith("torch"):
+        jax.block_until_ready(out)
+
+
+def first_call_seconds(fn):
+    start = time.perf_counter()
+    block(fn())
+    return time.perf_counter() - start
+
+
+def interleaved_medians(fns, repeats=REPEATS):
+    """{name: fn} -> {name: median seconds}, the fns called in turn `repeats` times each, so a
+    change of machine load hits all of them alike. Each fn has been called once already."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            time.sleep(PAUSE)
+            start = time.perf_counter()
+            block(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def matmul_rate():
+    """The float32 matmul rate this device reaches (FLOP/s): the yardstick for MFU."""
+    n = 2048
+    a = jax.device_put(np.random.default_rng(0).standard_normal((n, n), np.float32))
+    matmul = jax.jit(lambda x: x @ x)
+    block(matmul(a))
+    return 2 * n ** 3 / interleaved_medians({"matmul": lambda: matmul(a)})["matmul"]
+
+
+# --- the JAX side ---------------------------------------------------------------------------
+
+
+def fake_batch(cfg, n, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(-1, 1, (n, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
+    labels = rng.integers(0, cfg.num_classes, n).astype(np.int32)
+    return images, labels
+
+
+def jax_train_step(cfg, state, images, labels):
+    """A zero-argument function running one real train step on this batch, the state carried
+    from call to call; the batch goes in as numpy, as train.py feeds it."""
+    step, carry = train.make_train_step(cfg), {"state": parallel.replicate(state)}
+    ids = parallel.shard(np.arange(cfg.batch_size, dtype=np.int32))
+
+    def run():
+        carry["state"], loss = step(carry["state"], parallel.shard(images), parallel.shard(labels), ids)
+        return carry["state"]
+
+    return run
+
+
+def step_flops(cfg, params, images, labels):
+    """FLOPs of the forward and backward pass of the loss on the global batch, XLA's count."""
+    velocity = train.velocity_fn(cfg)
+    loss = lambda p, k, x, y: flow.training_loss(velocity, p, k, x, y, null_label=cfg.num_classes,
+                                                 label_dropout=cfg.label_dropout)
+    keys = train.example_keys(cfg, 0, np.arange(cfg.batch_size))
+    return jax.jit(jax.grad(loss)).lower(params, keys, images, labels).compile().cost_analysis()["flops"]
+
+
+def jax_euler_step(cfg, params, n):
+    """One Euler step of the sampler on n images (n a multiple of the device count)."""
+    velocity = train.velocity_fn(cfg)
+    euler = parallel.data_parallel(lambda p, x, t, y: x + velocity(p, x, t, y) / cfg.sample_steps)
+    params = parallel.replicate(params)
+    x, labels = fake_batch(cfg, n, seed=1)
+    x, t, y = parallel.shard(x), parallel.shard(np.full(n, 0.5, np.float32)), parallel.shard(labels)
+    return lambda: euler(params, x, t, y)
+
+
+# --- the PyTorch side (--torch) -------------------------------------------------------------
+
+
+def torch_twin_steps(cfg, params, images, labels, n_sample):
+    """{name: zero-argument function} for the twin: 'eager' and 'compile' train steps, 'sample'
+    (one Euler step on n_sample images), with the JAX init's weights. A torch.compile failure
+    is reported, not raised."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
+    import torch_twin
+
+    torch.set_num_threads(cores())
+    params = jax.tree.map(np.asarray, params)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(labels).long()
+
+    def train_step(compile_network):
+        model = torch_twin.TorchUNet(train.model_config(cfg)).load(params)
+        # static shapes: dynamo keys its cache on TorchUNet.forward's code, so the suite's next
+        # config would otherwise recompile it with symbolic shapes
+        network = torch.compile(model, dynamic=False) if compile_network else model
+        weights = list(model.parameters())
+        adam = torch.optim.Adam(weights, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, foreach=True)
+        ema = [w.detach().clone() for w in weights]
+        generator, count = torch.Generator().manual_seed(cfg.seed), [0]
+
+        def run():  # the twin of train.make_train_step's step, rectified flow as in flow.py
+            noise = torch.randn(x.shape, generator=generator)
+            t = torch.rand(len(x), generator=generator)
+            drop = torch.rand(len(x), generator=generator) < cfg.label_dropout
+            labels_in = torch.where(drop, cfg.num_classes, y)
+            tb = t[:, None, None, None]
+            v = network(tb * x + (1 - tb) * noise, t, labels_in)
+            loss = ((v - (x - noise)) ** 2).mean()
+            adam.zero_grad(set_to_none=True)
+            loss.backward()
+            adam.step()
+            decay = min(cfg.ema_decay, (1 + count[0]) / (10 + count[0]))
+            torch._foreach_lerp_(ema, [w.detach() for w in weights], 1 - decay)
+            count[0] += 1
+            return loss
+
+        return run
+
+    steps = {"eager": train_step(False)}
+    try:
+        compiled = train_step(True)
+        steps["compile"] = compiled
+        steps["compile first call"] = first_call_seconds(compiled)
+    except Exception as err:  # inductor needs a C++ compiler, and not every op compiles
+        steps.pop("compile", None)
+        steps["compile error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+
+    model = torch_twin.TorchUNet(train.model_config(cfg)).load(params).eval()
+    xs, ys = fake_batch(cfg, n_sample, seed=1)
+    xs = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous()
+    ys, ts = torch.from_numpy(ys).long(), torch.full((n_sample,), 0.5)
+
+    def sample():
+        with torch.no_grad():
+            return xs + model(xs, ts, ys) / cfg.sample_steps
+
+    steps["sample"] = sample
+    return steps
+
+
+# --- one config -----------------------------------------------------------------------------
+
+
+def bench(cfg, with_torch, peak, profile_dir=None):
+    """Measure one config; print its report; return its numbers as a dict."""
+    n_dev, device = jax.device_count(), jax.devices()[0]
+    b = cfg.batch_size
+    n_sample = -(-cfg.eval_batch // n_dev) * n_dev
+    images, labels = fake_batch(cfg, b)
+    state = train.init_state(cfg)
+    jax_train = jax_train_step(cfg, state, images, labels)
+    compile_s = first_call_seconds(jax_train)
+    jax_sample = jax_euler_step(cfg, state["ema"], n_sample)
+    first_call_seconds(jax_sample)
+    flops = step_flops(cfg, state["params"], images, labels)
+    fns = {"train": jax_train, "sample": jax_sample}
+    twin = {}
+    if with_torch:
+        twin = torch_twin_steps(cfg, state["params"], images, labels, n_sample)
+        for name in ("eager", "compile", "sample"):
+            if name in twin:
+                first_call_seconds(twin[name])
+                fns[f"torch {name}"] = twin[name]
+    t, others = other_work(lambda: interleaved_medians(fns))
+    if others > 0.2:
+        print(f"warning: other processes kept {others:.1f} cores busy during the timing: every time below is "
+              f"inflated, torch's most (its OpenMP threads wait for each other when one is descheduled)")
+
+    params = unet.count_params(state["params"])
+    kind = next((k for k in DATASHEET_TFLOPS if k in device.device_kind), None)
+    mfu = flops / t["train"] / (n_dev * peak)
+    print(f"model   C={cfg.base_channels} mult={cfg.channel_mult} blocks={cfg.num_res_blocks} "
+          f"attention={cfg.attention_resolutions} {cfg.image_size}x{cfg.image_size}: {params:,} params; "
+          f"{n_dev} x {device.device_kind} ({device.platform}); other work {others:.2f} cores; "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(f"train   batch {b}: {t['train'] * 1e3:.1f} ms/step, {b / t['train']:.1f} img/s, first step "
+          f"(compilation) {compile_s:.1f} s, {flops / 1e9:.2f} GFLOP/step")
+    print(f"sample  batch {n_sample}: {n_sample / (t['sample'] * cfg.sample_steps):.3g} img/s at "
+          f"{cfg.sample_steps} Euler steps ({t['sample'] * 1e3:.1f} ms per step)")
+    print(f"MFU     {100 * mfu:.1f}% of the measured float32 matmul rate ({peak / 1e9:.0f} GFLOP/s per device)"
+          + (f", {100 * flops / t['train'] / (n_dev * DATASHEET_TFLOPS[kind] * 1e12):.1f}% of the {kind} "
+             f"datasheet ({DATASHEET_TFLOPS[kind]} TFLOP/s)" if kind else ""))
+    if profile_dir:
+        with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+            for _ in range(5):
+                block(jax_train())
+        print(f"profile 5 train steps traced to {profile_dir}: open its perfetto_trace.json.gz in "
+              f"ui.perfetto.dev, or the directory in TensorBoard's profiler")
+    row = {"train_ms": t["train"] * 1e3, "img_s": b / t["train"], "compile_s": compile_s, "gflop": flops / 1e9,
+           "mfu": mfu, "sample_img_s": n_sample / (t["sample"] * cfg.sample_steps), "n_sample": n_sample}
+    if with_torch:
+        import torch
+
+        line = f"torch   {torch.__version__}, {torch.get_num_threads()} threads: eager {t['torch eager'] * 1e3:.1f} ms/step"
+        row["eager_ms"] = t["torch eager"] * 1e3
+        if "torch compile" in t:
+            row["compile_ms"] = t["torch compile"] * 1e3
+            line += f", torch.compile {row['compile_ms']:.1f} ms/step (first call {twin['compile first call']:.0f} s)"
+        else:
+            line += f", torch.compile failed ({twin['compile error']})"
+        row["torch_sample_img_s"] = n_sample / (t["torch sample"] * cfg.sample_steps)
+        print(line + f"; sampling {row['torch_sample_img_s']:.3g} img/s")
+        print(f"ratio   JAX / torch eager: train {row['train_ms'] / row['eager_ms']:.2f}x"
+              + (f", JAX / torch.compile: train {row['train_ms'] / row['compile_ms']:.2f}x" if "compile_ms" in row else "")
+              + f"; sampling time JAX / torch {t['sample'] / t['torch sample']:.2f}x")
+    return row
+
+
+def suite(with_torch, peak):
+    rows = []
+    for name, flags in SUITE:
+        print(f"\n=== {name}: {' '.join(flags)}")
+        rows.append((name, bench(train.Config(**train.parse_flags(flags)), with_torch, peak)))
+    print(f"\nmatmul rate {peak / 1e9:.0f} GFLOP/s; ms per train step (forward, backward, Adam, EMA), medians")
+    head = "| config | JAX ms | img/s | GFLOP | MFU | sample img/s |"
+    if with_torch:
+        head += " torch eager ms | torch.compile ms | JAX/eager | JAX/compile | torch sample img/s |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for name, r in rows:
+        line = (f"| {name} | {r['train_ms']:.1f} | {r['img_s']:.1f} | {r['gflop']:.2f} | {100 * r['mfu']:.1f}% "
+                f"| {r['sample_img_s']:.3g} |")
+        if with_torch:
+            compiled = f"{r['compile_ms']:.1f}" if "compile_ms" in r else "failed"
+            vs_compiled = f"{r['train_ms'] / r['compile_ms']:.2f}" if "compile_ms" in r else "-"
+            line += (f" {r['eager_ms']:.1f} | {compiled} | {r['train_ms'] / r['eager_ms']:.2f} | {vs_compiled} "
+                     f"| {r['torch_sample_img_s']:.3g} |")
+        print(line)
+
+
+def main(argv):
+    with_torch = "--torch" in argv
+    run_suite = "--suite" in argv
+    profile_dir = None
+    if "--profile" in argv:
+        at = argv.index("--profile")
+        if at + 1 == len(argv):
+            raise SystemExit("error: --profile needs a directory to write the trace to")
+        profile_dir, argv = argv[at + 1], argv[:at] + argv[at + 2:]
+    flags = [a for a in argv if a not in ("--torch", "--suite")]
+    parallel.use_fast_cpu_convolutions()  # as train.py and sweep.py run
+    peak = matmul_rate()
+    if run_suite:
+        if flags or profile_dir:
+            raise SystemExit("error: --suite runs its own configs; it takes no other flags but --torch")
+        suite(with_torch, peak)
+    else:
+        try:
+            cfg = train.Config(**train.parse_flags(flags))
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
+        bench(cfg, with_torch, peak, profile_dir)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
