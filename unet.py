@@ -42,8 +42,9 @@ class UNetConfig:
     head_dim: int = 64
     embed_dim: int = 512
     num_classes: int = 10  # label num_classes is the null label
-    # dtype of the inputs of the convolutions and linear layers; they accumulate in float32,
-    # and params, normalization, attention's softmax and the residual stream stay float32
+    # dtype of the inputs of the convolutions and linear layers ("float32": no cast); they
+    # accumulate in the activations' dtype; params, normalization, attention and the residual
+    # stream are never cast
     compute_dtype: str = "float32"  # or "bfloat16" (README, "Precision")
 
     def __post_init__(self):
@@ -98,12 +99,20 @@ def norm_init(c):
     return {"scale": jnp.ones((c,)), "bias": jnp.zeros((c,))}
 
 
-def dense(p, x, dtype=jnp.float32):
-    """x @ w + b, the product's inputs in dtype, accumulated in float32."""
-    return jnp.matmul(x.astype(dtype), p["w"].astype(dtype), preferred_element_type=jnp.float32) + p["b"]
+def matmul_dtype(cfg):
+    """The dtype conv and dense cast their inputs to: None (no cast) for 'float32'."""
+    return None if cfg.compute_dtype == "float32" else jnp.dtype(cfg.compute_dtype)
 
 
-def conv(p, x, dtype=jnp.float32):
+def dense(p, x, dtype=None):
+    """x @ w + b; with a dtype, the product's inputs in it, accumulated in x's own dtype."""
+    out = x.dtype
+    if dtype is not None:
+        x, p = x.astype(dtype), dict(p, w=p["w"].astype(dtype))
+    return jnp.matmul(x, p["w"], preferred_element_type=out) + p["b"]
+
+
+def conv(p, x, dtype=None):
     """Stride-1 'same' convolution, NHWC with an HWIO kernel; 1x1 is a matmul over channels.
 
     XLA's own convolution, on every backend. On this project's 2-core CPU it is faster than
@@ -112,14 +121,16 @@ def conv(p, x, dtype=jnp.float32):
     On a CPU, XLA's Eigen convolution is faster still than its YNNPACK one (the default in
     jaxlib 0.10): with --xla_cpu_experimental_ynn_fusion_type=-individual_convolution in
     XLA_FLAGS the step takes 0.80 of the time at B=128 and at 32x32, C=32, 0.95 at B=16
-    (parallel.py sets it). Inputs in dtype, accumulated and returned in float32."""
-    x, w = x.astype(dtype), p["w"].astype(dtype)
+    (parallel.py sets it). With a dtype, inputs in it, accumulated and returned in x's own dtype."""
+    out, w = x.dtype, p["w"]
+    if dtype is not None:
+        x, w = x.astype(dtype), w.astype(dtype)
     if w.shape[0] == 1:
-        y = jnp.matmul(x, w[0, 0], preferred_element_type=jnp.float32)
+        y = jnp.matmul(x, w[0, 0], preferred_element_type=out)
     else:
         y = jax.lax.conv_general_dilated(x, w, window_strides=(1, 1), padding="SAME",
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                         preferred_element_type=jnp.float32)
+                                         preferred_element_type=out)
     return y + p["b"]
 
 
@@ -233,7 +244,7 @@ def res_block_init(key, c_in, c_out, embed_dim):
     return p
 
 
-def res_block(p, x, emb, resample=None, dtype=jnp.float32):
+def res_block(p, x, emb, resample=None, dtype=None):
     """x: (B, H, W, c_in), emb: (B, embed_dim); resample None, 'down' or 'up'; dtype: conv's."""
     h = group_norm(p["norm1"], x, silu=True)
     if resample is not None:  # BigGAN style: resample inside the block, no extra convs
@@ -278,7 +289,7 @@ def _softmax_attention_bwd(residuals, d_out):
 softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
 
 
-def attention(p, x, head_dim, dtype=jnp.float32):
+def attention(p, x, head_dim, dtype=None):
     """Multi-head self-attention over the H*W positions, residual; the 1x1 convs in dtype."""
     b, h, w, c = x.shape
     n_heads = heads(c, head_dim)
@@ -311,7 +322,7 @@ class Block:
 
 
 def run_block(p, blk, h, emb, cfg):
-    dtype = jnp.dtype(cfg.compute_dtype)
+    dtype = matmul_dtype(cfg)
     h = res_block(p["res"], h, emb, blk.resample, dtype)
     return attention(p["attn"], h, cfg.head_dim, dtype) if blk.attn else h
 
@@ -372,7 +383,7 @@ def apply(params, x, t, y, cfg):
     """Velocity prediction. x: (B, H, W, 3) float, t: (B,) in [0, 1], y: (B,) int labels
     in [0, num_classes], where num_classes is the null label. Returns (B, H, W, 3)."""
     down, middle, up = layout(cfg)
-    dtype = jnp.dtype(cfg.compute_dtype)
+    dtype = matmul_dtype(cfg)
     emb = noise_features(t, cfg.embed_dim)
     emb = dense(params["noise_embed"]["dense2"], jax.nn.silu(dense(params["noise_embed"]["dense1"], emb, dtype)), dtype)
     is_null = (y == cfg.num_classes)[:, None]
