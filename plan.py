@@ -58,17 +58,18 @@ def shape(*dims, dtype=jnp.float32):
 
 
 @functools.lru_cache(maxsize=None)
-def unet_costs(model, batch_size, image_size):
+def unet_costs(model, batch_size):
     """(FLOPs of one train step on a global batch, FLOPs of one U-Net forward per image)."""
     fields = {k: getattr(model, k) for k in model.__dataclass_fields__ if k != "compute_dtype"}
     cfg = train.Config(batch_size=batch_size, train_dtype=model.compute_dtype, **fields)
     state = jax.eval_shape(lambda: train.init_state(cfg))
     step = train.make_train_step(cfg)  # pmapped: one device's program on the whole batch
-    images, labels = shape(1, batch_size, image_size, image_size, 3), shape(1, batch_size, dtype=jnp.int32)
+    size = model.image_size
+    images, labels = shape(1, batch_size, size, size, 3), shape(1, batch_size, dtype=jnp.int32)
     replicated = jax.tree.map(lambda s: jax.ShapeDtypeStruct((1,) + s.shape, s.dtype), state)
     train_flops = float(step.lower(replicated, images, labels, labels).cost_analysis()["flops"])
     velocity, b = train.velocity_fn(cfg), 64
-    forward = flops(velocity, state["params"], shape(b, image_size, image_size, 3), shape(b),
+    forward = flops(velocity, state["params"], shape(b, size, size, 3), shape(b),
                     shape(b, dtype=jnp.int32)) / b
     return train_flops, forward
 
@@ -104,7 +105,7 @@ def reference_flops(cfg):
 def run_costs(cfg):
     """{part: FLOPs} of one run (see the file's docstring for the parts)."""
     model = train.model_config(cfg)
-    step_flops, forward = unet_costs(model, cfg.batch_size, cfg.image_size)
+    step_flops, forward = unet_costs(model, cfg.batch_size)
     n_evals, n_sample_evals = len(train.eval_steps(cfg)), len(train.sample_eval_steps(cfg))
     calls_per_sample = cfg.sample_steps * (1 if cfg.guidance == 0 else 2)
     costs = {"train": step_flops * cfg.steps,

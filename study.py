@@ -3,9 +3,8 @@
 A fork that studies something else edits this file only:
 - PRESETS: `python train.py --preset NAME` applies the fields; `paper` is the Config defaults.
 - AXES: for each preset, the axes `python sweep.py --axis NAME` sweeps, one Config field
-  each, with its values (and fields set for every run of that axis). Every run of an axis
-  gets the same budget of normalized steps T = step * (N_min/N) * (B/B_min) * (lr/lr_min)
-  (see sweep.py).
+  each, with its values. Every run of an axis gets the same budget of normalized steps
+  T = step * (N_min/N) * (B/B_min) * (lr/lr_min) (see sweep.py).
 
     python study.py            # print the presets and axes
 """
@@ -30,18 +29,18 @@ PRESETS = {
 }
 
 AXES = {
-    # (Config field, its values, other fields for every run of the axis)
+    # (Config field, its values)
     # The paper's values; its defaults are N=2048, C=128 (92.7M parameters), B=16, lr=1e-4.
     # base_channels 16..192 give its five model sizes (2.9M, 7.9M, 25.8M, 92.7M, 201.3M).
-    "paper": {"data": ("num_train", (2048, 4096, 8192, 16384), {}),
-              "model": ("base_channels", (16, 32, 64, 128, 192), {}),
-              "batch": ("batch_size", (16, 32, 64, 128), {}),
-              "lr": ("lr", (1e-5, 5e-5, 1e-4, 4e-4), {})},
+    "paper": {"data": ("num_train", (2048, 4096, 8192, 16384)),
+              "model": ("base_channels", (16, 32, 64, 128, 192)),
+              "batch": ("batch_size", (16, 32, 64, 128)),
+              "lr": ("lr", (1e-5, 5e-5, 1e-4, 4e-4))},
     # Scaled to the cpu preset (N=32, C=16, B=16, lr=3e-3).
-    "cpu": {"data": ("num_train", (16, 32, 64, 128), {}),
-            "model": ("base_channels", (8, 16, 24, 32), {}),
-            "batch": ("batch_size", (4, 8, 16, 32), {}),
-            "lr": ("lr", (7.5e-4, 1.5e-3, 3e-3, 6e-3), {})},
+    "cpu": {"data": ("num_train", (16, 32, 64, 128)),
+            "model": ("base_channels", (8, 16, 24, 32)),
+            "batch": ("batch_size", (4, 8, 16, 32)),
+            "lr": ("lr", (7.5e-4, 1.5e-3, 3e-3, 6e-3))},
 }
 
 AXES["paper-dense"] = AXES["paper"]  # the same study, with the paper's evaluation
@@ -50,5 +49,5 @@ AXES["paper-dense"] = AXES["paper"]  # the same study, with the paper's evaluati
 if __name__ == "__main__":
     for name, fields in PRESETS.items():
         print(f"preset {name}: {fields or '(the Config defaults)'}")
-        for axis, (field, values, fields) in AXES.get(name, {}).items():
-            print(f"    axis {axis:<6} {field} = {', '.join(f'{v:g}' for v in values)}  {fields or ''}")
+        for axis, (field, values) in AXES.get(name, {}).items():
+            print(f"    axis {axis:<6} {field} = {', '.join(f'{v:g}' for v in values)}")

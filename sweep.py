@@ -33,8 +33,8 @@ import train
 
 def run_configs(preset, axis, out_dir, overrides):
     """[(name, Config)] of the runs of one axis."""
-    field, values, axis_fields = study.AXES[preset][axis]
-    base = train.make_config({**study.PRESETS[preset], **axis_fields, **overrides})
+    field, values = study.AXES[preset][axis]
+    base = train.make_config({**study.PRESETS[preset], **overrides})
     runs = []
     for value in values:
         cfg = dataclasses.replace(base, **{field: value})
@@ -44,6 +44,11 @@ def run_configs(preset, axis, out_dir, overrides):
                                                first_eval=max(1, round(base.first_eval * budget)),
                                                run_dir=str(Path(out_dir) / name))))
     return runs
+
+
+def axis_minima(preset):
+    """{field: its smallest value} over the preset's axes: the N_min, B_min, lr_min of T."""
+    return {field: min(values) for field, values in study.AXES[preset].values()}
 
 
 def is_complete(cfg):
@@ -127,7 +132,7 @@ def main(argv):
             print(f"{i}  {name:<14} {field}={getattr(cfg, field):g} steps={cfg.steps}  {cfg.run_dir}"
                   + ("  (complete)" if is_complete(cfg) else ""))
         return
-    mins = {f: min(v) for f, v, _ in study.AXES[preset].values()}  # the smallest value of each axis
+    mins = axis_minima(preset)
     with data.atomic_write(out_dir / "sweep.json", "w") as file:
         json.dump({"preset": preset, "axis": args.axis, "field": field, "runs": [name for name, _ in runs],
                    "normalization": mins}, file, indent=2)

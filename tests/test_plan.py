@@ -53,7 +53,7 @@ def hand_count_forward(cfg):
                                                       attention_resolutions=(8,))])
 def test_forward_flops_match_a_hand_count_of_the_matmuls(fields):
     cfg = train.Config(**fields)
-    _, forward = plan.unet_costs(train.model_config(cfg), cfg.batch_size, cfg.image_size)
+    _, forward = plan.unet_costs(train.model_config(cfg), cfg.batch_size)
     hand = hand_count_forward(cfg)
     assert hand < forward < 1.25 * hand  # the rest: norms, activations, softmax
 
@@ -62,7 +62,7 @@ def test_train_step_flops_are_close_to_the_compiled_steps():
     """plan.py counts the lowered program; the compiled one differs by what the CPU backend's
     rewrites add or drop."""
     cfg = train.Config(**TINY)
-    step_flops, forward = plan.unet_costs(train.model_config(cfg), cfg.batch_size, cfg.image_size)
+    step_flops, forward = plan.unet_costs(train.model_config(cfg), cfg.batch_size)
     state = parallel.replicate(train.init_state(cfg))
     b = cfg.batch_size
     images = parallel.shard(np.zeros((b, 8, 8, 3), np.float32))
@@ -75,7 +75,7 @@ def test_train_step_flops_are_close_to_the_compiled_steps():
 def test_run_costs_add_up():
     cfg = dataclasses.replace(train.Config(**TINY), steps=100, num_evals=10, num_sample_evals=4, first_eval=10)
     costs = plan.run_costs(cfg)
-    step_flops, forward = plan.unet_costs(train.model_config(cfg), cfg.batch_size, cfg.image_size)
+    step_flops, forward = plan.unet_costs(train.model_config(cfg), cfg.batch_size)
     assert costs["train"] == step_flops * 100
     n_evals, n_sample = len(train.eval_steps(cfg)), len(train.sample_eval_steps(cfg))
     assert costs["losses"] == pytest.approx(forward * (cfg.eval_train_size + cfg.num_test) * n_evals)

@@ -26,11 +26,11 @@ def test_sweep_flags_are_its_own_and_the_configs():
 
 def test_runs_of_an_axis_share_a_normalized_step_budget(tmp_path):
     runs = sweep.run_configs("cpu", "batch", tmp_path, {})
-    field, values, _ = study.AXES["cpu"]["batch"]
+    field, values = study.AXES["cpu"]["batch"]
     assert [cfg.batch_size for _, cfg in runs] == list(values)
     images = {cfg.steps * cfg.batch_size for _, cfg in runs}  # T = step * B / B_min: same images
     assert max(images) / min(images) < 1.01
-    mins = {f: min(v) for f, v, _ in study.AXES["cpu"].values()}
+    mins = sweep.axis_minima("cpu")
     for axis in study.AXES["cpu"]:  # every run of every axis ends at the same normalized step T
         ends = [metrics.normalized_step(cfg.steps, dataclasses.asdict(cfg), mins)
                 for _, cfg in sweep.run_configs("cpu", axis, tmp_path, {})]
