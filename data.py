@@ -1,4 +1,4 @@
-"""Datasets: CIFAR-10, a built-in procedural dataset ("shapes"), and an image folder.
+"""Datasets: CIFAR-10, two built-in procedural datasets ("leaves", "shapes"), and an image folder.
 
 Every loader returns a Dataset of uint8 images (n, H, W, 3), NHWC, with int32 labels in
 [0, num_classes). The training split is the FIRST N images, so a run with N=4096 sees the images of
@@ -16,8 +16,13 @@ the run with N=2048 and 2048 more; the test split is a fixed set (5,120 images b
             colours. Image i of a split depends only on (seed, split, i), so it is
             deterministic and train and test are disjoint. The family is continuous, so a
             model can generalize to unseen draws; a few dozen images are isolated points
-            that a small U-Net memorizes within minutes on a CPU (the cpu preset). For
-            offline runs and tests.
+            that a small U-Net memorizes within minutes on a CPU. For offline runs and tests.
+  leaves    dead-leaves images (Lee, Mumford & Huang 2001), the synthetic model of natural
+            images' statistics: opaque disks with radii of density ~ r^-3 stacked until they
+            cover the image, in 10 classes of palettes (hues around k/10), label i mod 10.
+            Every image holds dozens of visible disks, so, like photographs and unlike
+            shapes, it is many independent details that a model must memorize one by one
+            (the cpu preset's data). Deterministic in (seed, split, i), as shapes.
   <folder>  a directory with one subfolder per class (sorted names = labels 0, 1, ...;
             hidden folders such as .ipynb_checkpoints are ignored), images readable by
             Pillow, center-cropped to a square and resized. Images are put in a fixed
@@ -27,11 +32,12 @@ the run with N=2048 and 2048 more; the test split is a fixed set (5,120 images b
             fixed order, the first `num_test` of test's.
 
     python data.py cifar10 --data-dir ~/.cache/diffmem/data   # download and check CIFAR-10
-    python data.py shapes --out shapes.png                    # look at the built-in data
+    python data.py leaves --out leaves.png                    # look at the built-in data
 
 It also holds the two file helpers every other file uses: atomic_write (a temporary file
 unique to this process and host, renamed into place) and file_hash.
 """
+import colorsys
 import contextlib
 import dataclasses
 import hashlib
@@ -250,6 +256,59 @@ def load_shapes(num_train, num_test, seed=0, size=32):
     return Dataset(*train, *test)
 
 
+# --- the built-in dead-leaves dataset --------------------------------------------------------
+
+LEAF_RADII = (0.18, 1.2)  # in units of half the image side: from under 1.5 pixels at 16x16 to wider than the image
+MAX_LEAVES = 600
+
+
+def draw_leaves(label, rng):
+    """MAX_LEAVES disks, front first: (centre x, centre y, radius) and their RGB colours in [0, 1].
+    Radii have density ~ r^-3 on LEAF_RADII, which gives natural images' scale invariance; the
+    class sets the palette: hues spread around label/10."""
+    u = rng.random((MAX_LEAVES, 5))
+    hues = (label / 10 + 0.06 * rng.standard_normal(MAX_LEAVES)) % 1.0
+    r_min, r_max = LEAF_RADII
+    radii = (r_min ** -2 - u[:, 0] * (r_min ** -2 - r_max ** -2)) ** -0.5  # inverse CDF of r^-3
+    centres = 2.4 * u[:, 1:3] - 1.2  # also beyond the border, so no edge is special
+    colours = np.array([colorsys.hsv_to_rgb(h, 0.3 + 0.7 * s, 0.25 + 0.75 * v)
+                        for h, s, v in zip(hues, u[:, 3], u[:, 4])])
+    return np.column_stack([centres, radii]), colours
+
+
+def render_leaves(disks, colours, size):
+    """A dead-leaves image (Lee, Mumford & Huang 2001): opaque disks stacked on one another.
+    Drawn front to back: each disk paints only what the disks in front of it left uncovered,
+    and drawing stops once every pixel is covered."""
+    n = size * SUPERSAMPLE
+    coords = (np.arange(n) + 0.5) / n * 2 - 1
+    x, y = np.meshgrid(coords, coords)  # (n, n)
+    image, covered = np.zeros((n, n, 3)), np.zeros((n, n), bool)
+    for (cx, cy, radius), colour in zip(disks, colours):
+        leaf = ((x - cx) ** 2 + (y - cy) ** 2 < radius ** 2) & ~covered
+        image[leaf] = colour
+        covered |= leaf
+        if covered.all():
+            break
+    image = image.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
+    return np.round(255 * image).astype(np.uint8)
+
+
+def leaves_split(seed, split, n, size=32):
+    """The first n images of a split of the dead-leaves dataset: image i depends only on
+    (seed, split, i), its label is i mod 10 (balanced classes in every prefix)."""
+    split_id = {"train": 2, "test": 3}[split]  # streams apart from those of shapes
+    images = np.empty((n, size, size, 3), np.uint8)
+    labels = np.arange(n, dtype=np.int32) % 10
+    for i in range(n):
+        images[i] = render_leaves(*draw_leaves(labels[i], np.random.default_rng([seed, split_id, i])), size)
+    return images, labels
+
+
+def load_leaves(num_train, num_test, seed=0, size=32):
+    return Dataset(*leaves_split(seed, "train", num_train, size), *leaves_split(seed, "test", num_test, size))
+
+
 # --- an image folder ------------------------------------------------------------------------
 
 
@@ -287,7 +346,7 @@ def folder_items(root, class_names):
 def load_folder(root, num_train, num_test, size=32, num_classes=10):
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DataError(f"dataset '{root}' is neither 'cifar10', 'shapes' nor a folder")
+        raise DataError(f"dataset '{root}' is neither 'cifar10', 'shapes', 'leaves' nor a folder")
     split = (root / "train").is_dir() and (root / "test").is_dir()
     class_names = [d.name for d in class_folders(root / "train" if split else root)]
     if len(class_names) > num_classes:
@@ -313,8 +372,8 @@ def load_folder(root, num_train, num_test, size=32, num_classes=10):
 
 
 def load(dataset, *, num_train, num_test, data_dir, image_size=32, seed=0, num_classes=10):
-    """The dataset named by `dataset` ('cifar10', 'shapes' or a folder path). seed draws the
-    procedural images of 'shapes'; CIFAR-10 and folders are fixed."""
+    """The dataset named by `dataset` ('cifar10', 'leaves', 'shapes' or a folder path). seed draws
+    the procedural images; CIFAR-10 and folders are fixed."""
     if dataset == "cifar10":
         if image_size not in (8, 16, 32):
             raise DataError(f"CIFAR-10 images are 32x32 (8 and 16 by averaging blocks); got image_size={image_size}")
@@ -323,6 +382,8 @@ def load(dataset, *, num_train, num_test, data_dir, image_size=32, seed=0, num_c
         return Dataset(shrink(ds.train_images), ds.train_labels, shrink(ds.test_images), ds.test_labels)
     if dataset == "shapes":
         return load_shapes(num_train, num_test, seed, image_size)
+    if dataset == "leaves":
+        return load_leaves(num_train, num_test, seed, image_size)
     return load_folder(dataset, num_train, num_test, image_size, num_classes)
 
 
@@ -363,7 +424,7 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("dataset", help="cifar10, shapes or a folder")
+    parser.add_argument("dataset", help="cifar10, leaves, shapes or a folder")
     parser.add_argument("--data-dir", default="~/.cache/diffmem/data")
     parser.add_argument("--out", default=None, help="write a grid of the first 100 training images")
     args = parser.parse_args()

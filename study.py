@@ -18,10 +18,10 @@ PRESETS = {
     # The paper's own evaluation: 5,120 samples at every evaluation, SW on 2,000 of them. On
     # the default run, sampling then costs 8x the training (python plan.py --preset paper-dense).
     "paper-dense": dict(sample_dtype="bfloat16", num_sample_evals=30, num_samples=5120, swd_samples=2000),
-    # The built-in shapes at 16x16, the class-conditional U-Net at 1M parameters, short
+    # The built-in dead leaves at 16x16, the class-conditional U-Net at 1M parameters, short
     # sampling: every axis in under half an hour on a 2-core CPU. How it was chosen, and what
     # it shows and does not: README, "Results of the cpu study" and "How the cpu preset was chosen".
-    "cpu": dict(dataset="shapes", num_train=32, num_test=1024, image_size=16, base_channels=16,
+    "cpu": dict(dataset="leaves", num_train=40, num_test=1024, image_size=16, base_channels=16,
                 channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8,), batch_size=16,
                 lr=3e-3, steps=2000, ema_decay=0.995, num_evals=20, num_sample_evals=8, first_eval=20,
                 eval_train_size=512, sample_steps=25, num_samples=256, swd_samples=256,
@@ -36,8 +36,8 @@ AXES = {
               "model": ("base_channels", (16, 32, 64, 128, 192)),
               "batch": ("batch_size", (16, 32, 64, 128)),
               "lr": ("lr", (1e-5, 5e-5, 1e-4, 4e-4))},
-    # Scaled to the cpu preset (N=32, C=16, B=16, lr=3e-3).
-    "cpu": {"data": ("num_train", (16, 32, 64, 128)),
+    # Scaled to the cpu preset (N=40, C=16, B=16, lr=3e-3).
+    "cpu": {"data": ("num_train", (10, 20, 40, 80)),
             "model": ("base_channels", (8, 16, 24, 32)),
             "batch": ("batch_size", (4, 8, 16, 32)),
             "lr": ("lr", (7.5e-4, 1.5e-3, 3e-3, 6e-3))},

@@ -45,11 +45,11 @@ import unet
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     # data (data.py)
-    dataset: str = "cifar10"  # 'cifar10', 'shapes' (built in, offline) or an image folder
+    dataset: str = "cifar10"  # 'cifar10', 'leaves' or 'shapes' (built in, offline) or an image folder
     num_train: int = 2048  # N: the first N training images
     num_test: int = 5120
     data_dir: str = "~/.cache/diffmem/data"
-    data_seed: int = 0  # which draw of the built-in 'shapes' images; CIFAR-10 and folders are fixed
+    data_seed: int = 0  # which draw of the built-in images; CIFAR-10 and folders are fixed
     # model (unet.UNetConfig); base_channels 16, 32, 64, 128, 192 give the paper's five sizes
     image_size: int = 32
     base_channels: int = 128

@@ -89,13 +89,14 @@ def test_too_many_images_asked_is_a_clear_error(cifar_dir):
         data.load("cifar10", num_train=60000, num_test=5, data_dir=root)
 
 
-def test_shapes_are_deterministic_prefix_stable_and_disjoint():
-    a_images, a_labels = data.shapes_split(0, "train", 40)
-    b_images, b_labels = data.shapes_split(0, "train", 25)
+@pytest.mark.parametrize("split_fn", [data.shapes_split, data.leaves_split])
+def test_procedural_data_are_deterministic_prefix_stable_and_disjoint(split_fn):
+    a_images, a_labels = split_fn(0, "train", 40, size=16)
+    b_images, b_labels = split_fn(0, "train", 25, size=16)
     np.testing.assert_array_equal(a_images[:25], b_images)  # the first N of a larger N
     np.testing.assert_array_equal(a_labels[:25], b_labels)
-    test_images, _ = data.shapes_split(0, "test", 40)
-    other_seed, _ = data.shapes_split(1, "train", 40)
+    test_images, _ = split_fn(0, "test", 40, size=16)
+    other_seed, _ = split_fn(1, "train", 40, size=16)
     flat = lambda x: {img.tobytes() for img in x}
     assert len(flat(a_images)) == 40  # no duplicates
     assert not flat(a_images) & flat(test_images) and not flat(a_images) & flat(other_seed)
@@ -109,6 +110,37 @@ def test_shapes_render_their_shape():
         for image in images[labels == label][:5]:
             colours = np.unique(image.reshape(-1, 3), axis=0)
             assert len(colours) > 2  # background shading, foreground, anti-aliased edges
+
+
+def test_leaves_front_to_back_equals_painting_back_to_front():
+    """The renderer draws the front disk first and skips covered pixels; the definition of the
+    dead-leaves image is the other way round: paint every disk, back one first, each over the
+    last. Both must give the same image, and every pixel must be covered."""
+    size, n = 8, 8 * data.SUPERSAMPLE
+    coords = (np.arange(n) + 0.5) / n * 2 - 1
+    x, y = np.meshgrid(coords, coords)
+    for label in (0, 7):
+        disks, colours = data.draw_leaves(label, np.random.default_rng(label))
+        painted = np.full((n, n, 3), np.nan)
+        for (cx, cy, radius), colour in zip(disks[::-1], colours[::-1]):
+            painted[(x - cx) ** 2 + (y - cy) ** 2 < radius ** 2] = colour
+        assert not np.isnan(painted).any()
+        painted = painted.reshape(size, data.SUPERSAMPLE, size, data.SUPERSAMPLE, 3).mean(axis=(1, 3))
+        np.testing.assert_array_equal(data.render_leaves(disks, colours, size), np.round(255 * painted))
+
+
+def test_leaves_classes_have_their_palette():
+    """Class k's pixels have hues around k/10: the circular mean hue of each class is nearest
+    its own k/10 of the ten."""
+    import colorsys
+
+    images, labels = data.leaves_split(0, "train", 60, size=8)
+    for label in range(10):
+        pixels = images[labels == label].reshape(-1, 3) / 255.0
+        hues = np.array([colorsys.rgb_to_hsv(*p)[0] for p in pixels])
+        mean_hue = np.angle(np.exp(2j * np.pi * hues).mean()) / (2 * np.pi) % 1.0
+        distance = np.abs((mean_hue - np.arange(10) / 10 + 0.5) % 1.0 - 0.5)  # on the hue circle
+        assert np.argmin(distance) == label, (label, mean_hue)
 
 
 def write_folder(root, counts, size=(20, 12)):
@@ -131,7 +163,7 @@ def test_image_folder_loads_classes_as_sorted_subfolders(tmp_path):
 
 
 def test_image_folder_errors(tmp_path):
-    with pytest.raises(data.DataError, match="neither 'cifar10', 'shapes' nor a folder"):
+    with pytest.raises(data.DataError, match="neither 'cifar10', 'shapes', 'leaves' nor a folder"):
         data.load(str(tmp_path / "missing"), num_train=1, num_test=1, data_dir=tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(data.DataError, match="no class subfolders"):

@@ -71,7 +71,7 @@ def test_flags_override_fields_and_unknown_flags_are_errors():
     overrides = train.parse_flags(["--preset", "cpu", "--channel_mult", "1,2,2", "--lr", "3e-4",
                                    "--feature_spaces", "pixels,sscd"])
     cfg = train.Config(**overrides)
-    assert cfg.channel_mult == (1, 2, 2) and cfg.lr == 3e-4 and cfg.dataset == "shapes"
+    assert cfg.channel_mult == (1, 2, 2) and cfg.lr == 3e-4 and cfg.dataset == "leaves"
     assert cfg.feature_spaces == ("pixels", "sscd")
     with pytest.raises(SystemExit, match="unknown flag '--learning_rate'"):
         train.parse_flags(["--learning_rate", "1"])
