@@ -182,6 +182,21 @@ SHAPE_CLASSES = ("disk", "square", "triangle", "ring", "cross",
 SUPERSAMPLE = 4  # render at 4x and average: anti-aliased edges, so images vary smoothly
 
 
+def supersampled_grid(size):
+    """Pixel-centre coordinates x (across), y (down) in [-1, 1] of the image rendered at
+    SUPERSAMPLE x its size: two (n, n) arrays, n = size * SUPERSAMPLE."""
+    n = size * SUPERSAMPLE
+    coords = (np.arange(n) + 0.5) / n * 2 - 1
+    return np.meshgrid(coords, coords)
+
+
+def to_pixels(image, size):
+    """(n, n, 3) floats in [0, 1] at SUPERSAMPLE x size -> (size, size, 3) uint8: the mean of
+    each SUPERSAMPLE x SUPERSAMPLE block (anti-aliasing), rounded."""
+    image = image.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
+    return np.round(255 * image).astype(np.uint8)
+
+
 def rotate(x, y, angle):
     c, s = np.cos(angle), np.sin(angle)
     return c * x + s * y, -s * x + c * y
@@ -226,16 +241,12 @@ def render_shape(label, rng, size):
     colors = rng.random((3, 3))  # background, background gradient end, foreground
     while np.abs(colors[2] - colors[0]).sum() < 0.6:  # keep the shape visible
         colors[2] = rng.random(3)
-    n = size * SUPERSAMPLE
-    coords = (np.arange(n) + 0.5) / n * 2 - 1
-    x, y = np.meshgrid(coords, coords)  # (n, n): x across, y down
+    x, y = supersampled_grid(size)
     g_angle = 2 * np.pi * p[9]
     ramp = (rotate(x, y, g_angle)[0] + 1.5) / 3.0  # background shading in [0, 1]
     background = colors[0] + (colors[1] - colors[0]) * 0.5 * ramp[..., None]
     mask = shape_mask(label, x, y, p)[..., None]
-    image = np.where(mask, colors[2], background)  # (n, n, 3) in [0, 1]
-    image = image.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
-    return np.round(255 * image).astype(np.uint8)
+    return to_pixels(np.where(mask, colors[2], background), size)  # from (n, n, 3) in [0, 1]
 
 
 def shapes_split(seed, split, n, size=32):
@@ -280,18 +291,15 @@ def render_leaves(disks, colours, size):
     """A dead-leaves image (Lee, Mumford & Huang 2001): opaque disks stacked on one another.
     Drawn front to back: each disk paints only what the disks in front of it left uncovered,
     and drawing stops once every pixel is covered."""
-    n = size * SUPERSAMPLE
-    coords = (np.arange(n) + 0.5) / n * 2 - 1
-    x, y = np.meshgrid(coords, coords)  # (n, n)
-    image, covered = np.zeros((n, n, 3)), np.zeros((n, n), bool)
+    x, y = supersampled_grid(size)
+    image, covered = np.zeros(x.shape + (3,)), np.zeros(x.shape, bool)
     for (cx, cy, radius), colour in zip(disks, colours):
         leaf = ((x - cx) ** 2 + (y - cy) ** 2 < radius ** 2) & ~covered
         image[leaf] = colour
         covered |= leaf
         if covered.all():
             break
-    image = image.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
-    return np.round(255 * image).astype(np.uint8)
+    return to_pixels(image, size)
 
 
 def leaves_split(seed, split, n, size=32):

@@ -116,17 +116,15 @@ def test_leaves_front_to_back_equals_painting_back_to_front():
     """The renderer draws the front disk first and skips covered pixels; the definition of the
     dead-leaves image is the other way round: paint every disk, back one first, each over the
     last. Both must give the same image, and every pixel must be covered."""
-    size, n = 8, 8 * data.SUPERSAMPLE
-    coords = (np.arange(n) + 0.5) / n * 2 - 1
-    x, y = np.meshgrid(coords, coords)
+    size = 8
+    x, y = data.supersampled_grid(size)
     for label in (0, 7):
         disks, colours = data.draw_leaves(label, np.random.default_rng(label))
-        painted = np.full((n, n, 3), np.nan)
+        painted = np.full(x.shape + (3,), np.nan)
         for (cx, cy, radius), colour in zip(disks[::-1], colours[::-1]):
             painted[(x - cx) ** 2 + (y - cy) ** 2 < radius ** 2] = colour
         assert not np.isnan(painted).any()
-        painted = painted.reshape(size, data.SUPERSAMPLE, size, data.SUPERSAMPLE, 3).mean(axis=(1, 3))
-        np.testing.assert_array_equal(data.render_leaves(disks, colours, size), np.round(255 * painted))
+        np.testing.assert_array_equal(data.render_leaves(disks, colours, size), data.to_pixels(painted, size))
 
 
 def test_leaves_classes_have_their_palette():
