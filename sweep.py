@@ -9,8 +9,9 @@
 
 The axes and presets are study.py's. Every run of an axis gets the same budget of normalized
 steps T = step * (N_min/N) * (B/B_min) * (lr/lr_min): steps = preset steps * (N/N_0) *
-(B_0/B) * (lr_0/lr), the 0s being the preset's defaults, so the runs of an axis end at the
-same T (and evaluate at the same T's: first_eval is scaled alike). A run that is complete
+(B_0/B) * (lr_0/lr), the 0s being the preset's defaults (an axis may set its own steps in
+study.AXES), so the runs of an axis end at the same T (and evaluate at the same T's:
+first_eval is scaled alike). A run that is complete
 is skipped when the sweep starts again, and a killed one resumes. Results go to
 sweeps/<preset>-<axis>/: one run directory per value, summary.npz (tau_mem, memorization
 rate, best fidelity of each run, also printed as a table) and the figures of plot.py.
@@ -33,8 +34,8 @@ import train
 
 def run_configs(preset, axis, out_dir, overrides):
     """[(name, Config)] of the runs of one axis."""
-    field, values = study.AXES[preset][axis]
-    base = train.make_config({**study.PRESETS[preset], **overrides})
+    field, values, axis_fields = study.AXES[preset][axis]
+    base = train.make_config({**study.PRESETS[preset], **axis_fields, **overrides})
     runs = []
     for value in values:
         cfg = dataclasses.replace(base, **{field: value})
@@ -48,7 +49,7 @@ def run_configs(preset, axis, out_dir, overrides):
 
 def axis_minima(preset):
     """{field: its smallest value} over the preset's axes: the N_min, B_min, lr_min of T."""
-    return {field: min(values) for field, values in study.AXES[preset].values()}
+    return {field: min(values) for field, values, _ in study.AXES[preset].values()}
 
 
 def is_complete(cfg):

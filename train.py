@@ -59,6 +59,7 @@ class Config:
     head_dim: int = 64
     embed_dim: int = 512
     num_classes: int = 10
+    norm_groups: int = 32  # GroupNorm groups: gcd(norm_groups, C) at C channels; 0: one per channel
     conditional: bool = True  # the paper's class-conditional model; False: every label is the null label
     # optimization: Adam with optax's defaults, EMA of the params
     batch_size: int = 16  # global batch, split over all devices

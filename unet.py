@@ -42,6 +42,10 @@ class UNetConfig:
     head_dim: int = 64
     embed_dim: int = 512
     num_classes: int = 10  # label num_classes is the null label
+    # GroupNorm: a layer of C channels normalizes gcd(norm_groups, C) groups, the paper's 32
+    # where C is a multiple of 32; 0 normalizes each channel on its own at every width (the
+    # cpu model axis: gcd(32, C) makes the group sizes change unevenly with small C)
+    norm_groups: int = 32
     # dtype of the inputs of the convolutions and linear layers ("float32": no cast); they
     # accumulate in the activations' dtype; params, normalization, attention and the residual
     # stream are never cast
@@ -70,6 +74,8 @@ class UNetConfig:
                                  f"head_dim {self.head_dim}: change base_channels or head_dim")
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"compute_dtype {self.compute_dtype!r}: use 'float32' or 'bfloat16'")
+        if self.norm_groups < 0:
+            raise ValueError(f"norm_groups {self.norm_groups}: use a positive count, or 0 for one group per channel")
         if self.embed_dim % 2 or self.num_classes < 1:
             raise ValueError(f"embed_dim must be even (got {self.embed_dim}) and num_classes positive "
                              f"(got {self.num_classes})")
@@ -145,15 +151,15 @@ def conv(p, x, dtype=None):
 # XLA convolution): 1.00 with autodiff, 0.75 with this.
 
 
-def groups_of(channels):
-    """32 groups, or gcd(32, C) where C is not a multiple of 32 (small C)."""
-    return math.gcd(32, channels)
+def groups_of(channels, norm_groups):
+    """The GroupNorm groups of a layer: gcd(norm_groups, C); C (one per channel) if norm_groups is 0."""
+    return channels if norm_groups == 0 else math.gcd(norm_groups, channels)
 
 
-def group_total(v):
+def group_total(v, groups):
     """(B, C) -> (B, G): sums over the channels of each group."""
     b, c = v.shape
-    return v.reshape(b, groups_of(c), c // groups_of(c)).sum(axis=-1)
+    return v.reshape(b, groups, c // groups).sum(axis=-1)
 
 
 def per_channel(v, channels):
@@ -161,31 +167,31 @@ def per_channel(v, channels):
     return jnp.repeat(v, channels // v.shape[1], axis=1)[:, None, None, :]
 
 
-def group_stats(x, eps):
+def group_stats(x, groups, eps):
     """Mean and 1/sqrt(var + eps) of each image's channel groups, (B, G) each. Sums over
     (H, W) per channel first, then over a group's channels (cheaper than one reduction over
     the strided (H, W, channels-of-the-group) block)."""
     b, h, w, c = x.shape
-    n = h * w * (c // groups_of(c))  # values per group
-    mean = group_total(x.sum(axis=(1, 2))) / n
-    var = group_total(jnp.square(x - per_channel(mean, c)).sum(axis=(1, 2))) / n
+    n = h * w * (c // groups)  # values per group
+    mean = group_total(x.sum(axis=(1, 2)), groups) / n
+    var = group_total(jnp.square(x - per_channel(mean, c)).sum(axis=(1, 2)), groups) / n
     return mean, jax.lax.rsqrt(var + eps)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def normalize_affine(x, gamma, beta, silu, eps):
-    """x_hat * gamma + beta, then SiLU if silu; gamma, beta: (B, C)."""
-    return _normalize_affine_fwd(x, gamma, beta, silu, eps)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def normalize_affine(x, gamma, beta, groups, silu, eps):
+    """x_hat * gamma + beta over `groups` channel groups, then SiLU if silu; gamma, beta: (B, C)."""
+    return _normalize_affine_fwd(x, gamma, beta, groups, silu, eps)[0]
 
 
-def _normalize_affine_fwd(x, gamma, beta, silu, eps):
-    mean, rstd = group_stats(x, eps)
+def _normalize_affine_fwd(x, gamma, beta, groups, silu, eps):
+    mean, rstd = group_stats(x, groups, eps)
     c = x.shape[-1]
     z = (x - per_channel(mean, c)) * per_channel(rstd, c) * gamma[:, None, None] + beta[:, None, None]
     return (jax.nn.silu(z) if silu else z), (x, gamma, beta, mean, rstd)
 
 
-def _normalize_affine_bwd(silu, eps, residuals, dy):
+def _normalize_affine_bwd(groups, silu, eps, residuals, dy):
     x, gamma, beta, mean, rstd = residuals
     b, h, w, c = x.shape
     x_hat = (x - per_channel(mean, c)) * per_channel(rstd, c)
@@ -199,9 +205,9 @@ def _normalize_affine_bwd(silu, eps, residuals, dy):
     # with g = dz * gamma, the gradient through the normalization is
     #   dx = rstd * (g - mean_group(g) - x_hat * mean_group(g * x_hat))
     # and the group means come from the two (B, C) sums above
-    n = h * w * (c // groups_of(c))
-    mean_g = per_channel(group_total(gamma * dbeta) / n, c)
-    mean_gx = per_channel(group_total(gamma * dgamma) / n, c)
+    n = h * w * (c // groups)
+    mean_g = per_channel(group_total(gamma * dbeta, groups) / n, c)
+    mean_gx = per_channel(group_total(gamma * dgamma, groups) / n, c)
     dx = per_channel(rstd, c) * (dz * gamma[:, None, None] - mean_g - x_hat * mean_gx)
     return dx, dgamma, dbeta
 
@@ -209,14 +215,15 @@ def _normalize_affine_bwd(silu, eps, residuals, dy):
 normalize_affine.defvjp(_normalize_affine_fwd, _normalize_affine_bwd)
 
 
-def group_norm(p, x, scale=None, shift=None, silu=False, eps=1e-5):
-    """GroupNorm of x (B, H, W, C) with the affine p["scale"], p["bias"]; where given, then
-    * (1 + scale) + shift with scale, shift (B, C) from the embedding; then SiLU if silu."""
+def group_norm(p, x, norm_groups, scale=None, shift=None, silu=False, eps=1e-5):
+    """GroupNorm of x (B, H, W, C) over groups_of(C, norm_groups) groups, with the affine
+    p["scale"], p["bias"]; where given, then * (1 + scale) + shift with scale, shift (B, C)
+    from the embedding; then SiLU if silu."""
     b, c = x.shape[0], x.shape[-1]
     gamma, beta = jnp.broadcast_to(p["scale"], (b, c)), jnp.broadcast_to(p["bias"], (b, c))
     if scale is not None:
         gamma, beta = gamma * (1 + scale), beta * (1 + scale) + shift
-    return normalize_affine(x, gamma, beta, silu, eps)
+    return normalize_affine(x, gamma, beta, groups_of(c, norm_groups), silu, eps)
 
 
 def downsample(x):
@@ -245,15 +252,15 @@ def res_block_init(key, c_in, c_out, embed_dim):
     return p
 
 
-def res_block(p, x, emb, resample=None, dtype=None):
+def res_block(p, x, emb, norm_groups, resample=None, dtype=None):
     """x: (B, H, W, c_in), emb: (B, embed_dim); resample None, 'down' or 'up'; dtype: conv's."""
-    h = group_norm(p["norm1"], x, silu=True)
+    h = group_norm(p["norm1"], x, norm_groups, silu=True)
     if resample is not None:  # BigGAN style: resample inside the block, no extra convs
         change = downsample if resample == "down" else upsample
         h, x = change(h), change(x)
     h = conv(p["conv1"], h, dtype)
     scale, shift = jnp.split(dense(p["embed"], jax.nn.silu(emb), dtype), 2, axis=-1)  # (B, c_out) each
-    h = conv(p["conv2"], group_norm(p["norm2"], h, scale, shift, silu=True), dtype)
+    h = conv(p["conv2"], group_norm(p["norm2"], h, norm_groups, scale, shift, silu=True), dtype)
     skip = conv(p["skip"], x, dtype) if "skip" in p else x
     return skip + h
 
@@ -290,12 +297,12 @@ def _softmax_attention_bwd(residuals, d_out):
 softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
 
 
-def attention(p, x, head_dim, dtype=None):
+def attention(p, x, head_dim, norm_groups, dtype=None):
     """Multi-head self-attention over the H*W positions, residual; the 1x1 convs in dtype."""
     b, h, w, c = x.shape
     n_heads = heads(c, head_dim)
     d = c // n_heads
-    qkv = conv(p["qkv"], group_norm(p["norm"], x), dtype).reshape(b, h * w, 3, n_heads, d)
+    qkv = conv(p["qkv"], group_norm(p["norm"], x, norm_groups), dtype).reshape(b, h * w, 3, n_heads, d)
     q, k, v = qkv.transpose(2, 0, 3, 1, 4)  # (B, heads, HW, d) each
     out = softmax_attention(q / math.sqrt(d), k, v)
     return x + conv(p["out"], out.transpose(0, 2, 1, 3).reshape(b, h, w, c), dtype)
@@ -324,8 +331,8 @@ class Block:
 
 def run_block(p, blk, h, emb, cfg):
     dtype = matmul_dtype(cfg)
-    h = res_block(p["res"], h, emb, blk.resample, dtype)
-    return attention(p["attn"], h, cfg.head_dim, dtype) if blk.attn else h
+    h = res_block(p["res"], h, emb, cfg.norm_groups, blk.resample, dtype)
+    return attention(p["attn"], h, cfg.head_dim, cfg.norm_groups, dtype) if blk.attn else h
 
 
 def layout(cfg):
@@ -402,7 +409,7 @@ def apply(params, x, t, y, cfg):
             h = jnp.concatenate([h, skips.pop()], axis=-1)
         h = run_block(params["up"][f"{i:02d}"], blk, h, emb, cfg)
     assert not skips, "every skip connection is consumed"
-    return conv(params["conv_out"], group_norm(params["norm_out"], h, silu=True), dtype)
+    return conv(params["conv_out"], group_norm(params["norm_out"], h, cfg.norm_groups, silu=True), dtype)
 
 
 def count_params(params):

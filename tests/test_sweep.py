@@ -26,7 +26,7 @@ def test_sweep_flags_are_its_own_and_the_configs():
 
 def test_runs_of_an_axis_share_a_normalized_step_budget(tmp_path):
     runs = sweep.run_configs("cpu", "batch", tmp_path, {})
-    field, values = study.AXES["cpu"]["batch"]
+    field, values, _ = study.AXES["cpu"]["batch"]
     assert [cfg.batch_size for _, cfg in runs] == list(values)
     images = {cfg.steps * cfg.batch_size for _, cfg in runs}  # T = step * B / B_min: same images
     assert max(images) / min(images) < 1.01

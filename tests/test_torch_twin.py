@@ -19,6 +19,10 @@ CONFIGS = {
     "three_levels": unet.UNetConfig(image_size=8, base_channels=24, channel_mult=(1, 2, 1),
                                     num_res_blocks=1, attention_resolutions=(8, 2), head_dim=8,
                                     embed_dim=16, num_classes=5),
+    # the same with one GroupNorm group per channel (the cpu model axis: norm_groups=0)
+    "per_channel_norm": unet.UNetConfig(image_size=8, base_channels=24, channel_mult=(1, 2, 1),
+                                        num_res_blocks=1, attention_resolutions=(8, 2), head_dim=8,
+                                        embed_dim=16, num_classes=5, norm_groups=0),
 }
 
 

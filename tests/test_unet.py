@@ -39,11 +39,10 @@ def test_convolution_matches_a_sum_over_taps_in_numpy(c_in, c_out, k):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def group_norm_reference(p, x, scale=None, shift=None, silu=False, eps=1e-5):
-    """The textbook GroupNorm in plain jax.numpy, differentiated by autodiff: the reference
-    for unet.group_norm's hand-written backward."""
+def group_norm_reference(p, x, groups, scale=None, shift=None, silu=False, eps=1e-5):
+    """The textbook GroupNorm over `groups` channel groups in plain jax.numpy, differentiated
+    by autodiff: the reference for unet.group_norm's hand-written backward."""
     b, h, w, c = x.shape
-    groups = math.gcd(32, c)
     xg = x.reshape(b, h, w, groups, c // groups)
     mean = xg.mean(axis=(1, 2, 4), keepdims=True)
     var = ((xg - mean) ** 2).mean(axis=(1, 2, 4), keepdims=True)
@@ -53,36 +52,39 @@ def group_norm_reference(p, x, scale=None, shift=None, silu=False, eps=1e-5):
     return jax.nn.silu(y) if silu else y
 
 
-def test_group_norm_matches_numpy():
+# (norm_groups, the groups of 48 channels): the paper's gcd(32, 48) = 16 groups of 3 channels,
+# one group per channel (the cpu preset's 0), and 8 groups of 6
+@pytest.mark.parametrize("norm_groups, groups", [(32, 16), (0, 48), (8, 8)])
+def test_group_norm_matches_numpy(norm_groups, groups):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 4, 4, 48)).astype(np.float32) * 3 + 1
     p = {"scale": rng.standard_normal(48).astype(np.float32), "bias": rng.standard_normal(48).astype(np.float32)}
-    groups = 16  # gcd(32, 48)
-    xg = x.reshape(2, 16, groups, 3)
+    xg = x.reshape(2, 16, groups, 48 // groups)  # (B, H*W, groups, channels of a group)
     mean = xg.mean(axis=(1, 3), keepdims=True)
     var = xg.var(axis=(1, 3), keepdims=True)
     want = ((xg - mean) / np.sqrt(var + 1e-5)).reshape(x.shape) * p["scale"] + p["bias"]
-    np.testing.assert_allclose(unet.group_norm(p, jnp.asarray(x)), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(unet.group_norm(p, jnp.asarray(x), norm_groups), want, rtol=1e-4, atol=1e-4)
     # the embedding's modulation and the SiLU that follow it
     scale, shift = rng.standard_normal((2, 2, 48)).astype(np.float32)
     modulated = want * (1 + scale[:, None, None]) + shift[:, None, None]
-    np.testing.assert_allclose(unet.group_norm(p, jnp.asarray(x), jnp.asarray(scale), jnp.asarray(shift), silu=True),
+    np.testing.assert_allclose(unet.group_norm(p, jnp.asarray(x), norm_groups, jnp.asarray(scale), jnp.asarray(shift), silu=True),
                                modulated / (1 + np.exp(-modulated)), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("channels", [16, 48, 64])  # groups of 1, 3 and 2 channels
+# (channels, norm_groups, groups): groups of 1, 3, 2 and 1 channels
+@pytest.mark.parametrize("channels, norm_groups, groups", [(16, 32, 16), (48, 32, 16), (64, 32, 32), (48, 0, 48)])
 @pytest.mark.parametrize("modulated, silu", [(False, False), (False, True), (True, True)])
-def test_group_norm_gradients_match_autodiff_of_the_textbook_formula(channels, modulated, silu):
+def test_group_norm_gradients_match_autodiff_of_the_textbook_formula(channels, norm_groups, groups, modulated, silu):
     rng = np.random.default_rng(channels)
     f32 = lambda *shape: jnp.asarray(rng.standard_normal(shape), jnp.float32)
     x = 2 * f32(3, 5, 4, channels) + 0.5
     p = {"scale": f32(channels), "bias": f32(channels)}
     scale, shift = (f32(3, channels), f32(3, channels)) if modulated else (None, None)
     cotangent = f32(3, 5, 4, channels)
-    loss = lambda norm: lambda p, x, scale, shift: jnp.sum(norm(p, x, scale, shift, silu=silu) * cotangent)
+    loss = lambda norm, g: lambda p, x, scale, shift: jnp.sum(norm(p, x, g, scale, shift, silu=silu) * cotangent)
     argnums = (0, 1, 2, 3) if modulated else (0, 1)
-    ours = jax.grad(loss(unet.group_norm), argnums)(p, x, scale, shift)
-    want = jax.grad(loss(group_norm_reference), argnums)(p, x, scale, shift)
+    ours = jax.grad(loss(unet.group_norm, norm_groups), argnums)(p, x, scale, shift)
+    want = jax.grad(loss(group_norm_reference, groups), argnums)(p, x, scale, shift)
     for mine, reference in zip(jax.tree.leaves(ours), jax.tree.leaves(want)):
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-4 * float(jnp.abs(reference).max()))
 
@@ -93,7 +95,7 @@ def test_attention_matches_a_loop_over_heads_in_numpy():
     p = unet.attention_init(jax.random.key(0), c)
     p["out"]["w"] = jnp.asarray(rng.standard_normal(p["out"]["w"].shape), jnp.float32)  # not zero
     x = rng.standard_normal((2, 3, 3, c)).astype(np.float32)
-    h = np.asarray(unet.group_norm(p["norm"], jnp.asarray(x))).reshape(2, 9, c)
+    h = np.asarray(unet.group_norm(p["norm"], jnp.asarray(x), 32)).reshape(2, 9, c)
     qkv = h @ np.asarray(p["qkv"]["w"][0, 0]) + np.asarray(p["qkv"]["b"])  # (2, 9, 3c)
     out = np.zeros((2, 9, c), np.float32)
     for b in range(2):
@@ -104,7 +106,7 @@ def test_attention_matches_a_loop_over_heads_in_numpy():
             weights = np.exp(logits - logits.max(1, keepdims=True))
             out[b, :, cols] = (weights / weights.sum(1, keepdims=True)) @ v
     want = x + (out @ np.asarray(p["out"]["w"][0, 0]) + np.asarray(p["out"]["b"])).reshape(x.shape)
-    np.testing.assert_allclose(unet.attention(p, jnp.asarray(x), head_dim), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(unet.attention(p, jnp.asarray(x), head_dim, 32), want, rtol=1e-4, atol=1e-4)
 
 
 def test_attention_gradients_match_autodiff_of_the_plain_formula():
@@ -148,6 +150,7 @@ def test_fresh_network_predicts_zero_and_labels_matter_once_trained():
     (dict(attention_resolutions=(12,)), r"attention_resolutions \[12\] do not occur"),
     (dict(base_channels=100, head_dim=64), "200 channels at 16x16 do not split into 3 attention heads"),
     (dict(channel_mult=()), "must be positive"),
+    (dict(norm_groups=-1), "norm_groups -1: use a positive count, or 0"),
 ])
 def test_settings_the_network_cannot_take_are_one_line_errors(fields, message):
     with pytest.raises(ValueError, match=message) as error:

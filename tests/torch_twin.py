@@ -42,22 +42,22 @@ def set_norm(norm, p):
         norm.bias.copy_(as_tensor(p["bias"]))
 
 
-def group_norm(channels):
-    """unet.group_norm: 32 groups, or gcd(32, C) for small C; eps 1e-5."""
-    return nn.GroupNorm(math.gcd(32, channels), channels, eps=1e-5)
+def group_norm(channels, norm_groups):
+    """unet.group_norm: gcd(norm_groups, C) groups, one per channel if norm_groups is 0; eps 1e-5."""
+    return nn.GroupNorm(channels if norm_groups == 0 else math.gcd(norm_groups, channels), channels, eps=1e-5)
 
 
 class ResBlock(nn.Module):
     """GroupNorm, SiLU, [resample], 3x3 conv; GroupNorm * (1 + scale) + shift from the
     embedding; SiLU, 3x3 conv; plus the (1x1-projected where channels change) skip."""
 
-    def __init__(self, c_in, c_out, embed_dim, resample=None):
+    def __init__(self, c_in, c_out, embed_dim, norm_groups, resample=None):
         super().__init__()
         self.resample = resample
-        self.norm1 = group_norm(c_in)
+        self.norm1 = group_norm(c_in, norm_groups)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.embed = nn.Linear(embed_dim, 2 * c_out)
-        self.norm2 = group_norm(c_out)
+        self.norm2 = group_norm(c_out, norm_groups)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
 
@@ -90,10 +90,10 @@ class Attention(nn.Module):
     """Multi-head self-attention over the H*W positions, residual. The qkv projection's
     output channels are ordered (q|k|v, head, head_dim), as in unet.attention."""
 
-    def __init__(self, channels, head_dim):
+    def __init__(self, channels, head_dim, norm_groups):
         super().__init__()
         self.heads = unet.heads(channels, head_dim)
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, norm_groups)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
 
@@ -114,10 +114,10 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """unet.run_block: a residual block, optionally followed by attention."""
 
-    def __init__(self, blk, embed_dim, head_dim):
+    def __init__(self, blk, embed_dim, head_dim, norm_groups):
         super().__init__()
-        self.res = ResBlock(blk.c_in, blk.c_out, embed_dim, blk.resample)
-        self.attn = Attention(blk.c_out, head_dim) if blk.attn else None
+        self.res = ResBlock(blk.c_in, blk.c_out, embed_dim, norm_groups, blk.resample)
+        self.attn = Attention(blk.c_out, head_dim, norm_groups) if blk.attn else None
 
     def load(self, p):
         self.res.load(p["res"])
@@ -138,11 +138,11 @@ class TorchUNet(nn.Module):
         self.dense1, self.dense2 = nn.Linear(E, E), nn.Linear(E, E)
         self.class_embed = nn.Parameter(torch.zeros(cfg.num_classes, E))
         self.conv_in = nn.Conv2d(3, C, 3, padding=1)
-        self.down = nn.ModuleList(Block(b, E, cfg.head_dim) for b in down)
-        self.middle = nn.ModuleList(Block(b, E, cfg.head_dim) for b in middle)
-        self.up = nn.ModuleList(Block(b, E, cfg.head_dim) for b in up)
+        self.down = nn.ModuleList(Block(b, E, cfg.head_dim, cfg.norm_groups) for b in down)
+        self.middle = nn.ModuleList(Block(b, E, cfg.head_dim, cfg.norm_groups) for b in middle)
+        self.up = nn.ModuleList(Block(b, E, cfg.head_dim, cfg.norm_groups) for b in up)
         self.keeps_resolution = [b.resample is None for b in up]
-        self.norm_out = group_norm(C)
+        self.norm_out = group_norm(C, cfg.norm_groups)
         self.conv_out = nn.Conv2d(C, 3, 3, padding=1)
 
     def load(self, params):
