@@ -53,6 +53,11 @@ def axis_minima(preset):
 
 
 def is_complete(cfg):
+    """Whether cfg.run_dir holds the finished run of cfg. A run directory that holds another
+    config (an earlier sweep with other flags) is an error, never a finished run to skip."""
+    saved = train.saved_config(cfg.run_dir)
+    if saved is not None:
+        train.check_resume(saved, dataclasses.asdict(cfg), cfg.run_dir, fix="give this sweep another --out")
     log = metrics.load_log(cfg.run_dir)
     return bool(log) and int(log["step"][-1]) >= cfg.steps
 

@@ -176,17 +176,20 @@ FREE_ON_RESUME = {"run_dir", "data_dir", "weights_dir", "checkpoint_minutes", "t
 
 
 def saved_config(run_dir):
-    """The fields of the config saved in run_dir (tuples restored), or None."""
+    """The fields of the config saved in run_dir (tuples restored), or None. A field the file
+    lacks has its default: the run was saved before the field existed, and ran as its default."""
     path = Path(run_dir) / "config.json"
     if not path.exists():
         return None
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(path.read_text()).items()}
+    fields = {**{f.name: f.default for f in dataclasses.fields(Config)}, **json.loads(path.read_text())}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
-def check_resume(saved, requested, run_dir):
+def check_resume(saved, requested, run_dir, fix=None):
     """The saved fields, with FREE_ON_RESUME ones from `requested`; any other requested field
-    must equal the saved one. feature_spaces may name more spaces than the run has: they are
-    the ones asked for, the saved ones those fixed at its start."""
+    must equal the saved one, or the error says what differs and `fix`. feature_spaces may name
+    more spaces than the run has: they are the ones asked for, the saved ones those fixed at
+    its start."""
     merged, diff = dict(saved), []
     for name, value in requested.items():
         if name in FREE_ON_RESUME:
@@ -196,8 +199,8 @@ def check_resume(saved, requested, run_dir):
         elif saved.get(name) != value:
             diff.append(f"{name}: {saved.get(name)!r} -> {value!r}")
     if diff:
-        raise SystemExit(f"error: {run_dir} holds a run with another config ({'; '.join(diff)}); pick a new "
-                         f"--run_dir, or resume with `python train.py --run_dir {run_dir}` alone")
+        fix = fix or f"pick a new --run_dir, or resume with `python train.py --run_dir {run_dir}` alone"
+        raise SystemExit(f"error: {run_dir} holds a run with another config ({'; '.join(diff)}); {fix}")
     return make_config(merged)
 
 

@@ -37,6 +37,15 @@ def test_runs_of_an_axis_share_a_normalized_step_budget(tmp_path):
         assert max(ends) / min(ends) < 1.01, axis
 
 
+def test_a_sweep_never_skips_a_run_directory_that_holds_another_config(tmp_path):
+    name, cfg = sweep.run_configs("cpu", "model", tmp_path, dict(TINY, dataset="shapes"))[0]
+    train.prepare_run_dir(cfg)
+    assert not sweep.is_complete(cfg)  # its own run, not finished
+    other = dataclasses.replace(cfg, norm_groups=32)  # the same sweep with --norm_groups 32
+    with pytest.raises(SystemExit, match=r"another config \(norm_groups: 0 -> 32\); give this sweep another --out"):
+        sweep.is_complete(other)
+
+
 def test_runs_without_evaluations_are_skipped_by_summary_and_plots(tmp_path, capsys):
     runs = sweep.run_configs("cpu", "batch", tmp_path, dict(TINY, dataset="shapes"))
     name, cfg = runs[0]

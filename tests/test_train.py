@@ -133,13 +133,6 @@ def test_a_run_writes_config_log_checkpoint_and_samples(tiny_config):
         assert int(f["state['step']"]) == 6
 
 
-def test_another_config_in_the_same_run_dir_is_refused(tiny_config):
-    train.prepare_run_dir(tiny_config)
-    other = train.Config(**{**train.dataclasses.asdict(tiny_config), "lr": 0.5})
-    with pytest.raises(SystemExit, match=r"another config \(lr: 0.001 -> 0.5\)"):
-        train.prepare_run_dir(other)
-
-
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config, monkeypatch):
     make = train.make_train_step
 
@@ -240,6 +233,17 @@ def test_another_config_in_the_same_run_dir_is_refused(tiny_config):
     other = dataclasses.replace(tiny_config, lr=0.5)
     with pytest.raises(SystemExit, match=r"another config \(lr: 0.001 -> 0.5\)"):
         train.prepare_run_dir(other)
+
+
+def test_a_run_saved_before_a_field_existed_resumes_with_its_default(tiny_config):
+    first = train.prepare_run_dir(tiny_config)[0]
+    path = Path(tiny_config.run_dir) / "config.json"
+    fields = json.loads(path.read_text())
+    del fields["norm_groups"]  # as a config.json written before norm_groups was a field
+    path.write_text(json.dumps(fields))
+    assert train.prepare_run_dir(tiny_config)[0] == first
+    with pytest.raises(SystemExit, match=r"another config \(norm_groups: 32 -> 0\)"):
+        train.prepare_run_dir(dataclasses.replace(tiny_config, norm_groups=0))
 
 
 @pytest.mark.parametrize("flags, message", [
