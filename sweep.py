@@ -11,9 +11,9 @@ The axes and presets are study.py's. Every run of an axis gets the same budget o
 steps T = step * (N_min/N) * (B/B_min) * (lr/lr_min): steps = preset steps * (N/N_0) *
 (B_0/B) * (lr_0/lr), the 0s being the preset's defaults (an axis may set its own steps in
 study.AXES), so the runs of an axis end at the same T (and evaluate at the same T's:
-first_eval is scaled alike). A run that is complete
-is skipped when the sweep starts again, and a killed one resumes. Results go to
-sweeps/<preset>-<axis>/: one run directory per value, summary.npz (tau_mem, memorization
+first_eval is scaled alike). A run that is complete is skipped when the sweep starts again,
+a killed one resumes, and a run directory that holds another config is an error. Results go
+to sweeps/<preset>-<axis>/: one run directory per value, summary.npz (tau_mem, memorization
 rate, best fidelity of each run, also printed as a table) and the figures of plot.py.
 Any Config field can be given too, for every run of the sweep (--steps, --weights_dir, ...).
 """

@@ -1,6 +1,5 @@
 """The U-Net: the paper's parameter counts, the layers against plain numpy (GroupNorm's
 hand-written backward against autodiff of the textbook formula), and the null label."""
-import math
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +52,7 @@ def group_norm_reference(p, x, groups, scale=None, shift=None, silu=False, eps=1
 
 
 # (norm_groups, the groups of 48 channels): the paper's gcd(32, 48) = 16 groups of 3 channels,
-# one group per channel (the cpu preset's 0), and 8 groups of 6
+# one group per channel (0, as on the cpu model axis), and 8 groups of 6
 @pytest.mark.parametrize("norm_groups, groups", [(32, 16), (0, 48), (8, 8)])
 def test_group_norm_matches_numpy(norm_groups, groups):
     rng = np.random.default_rng(1)

@@ -43,8 +43,8 @@ def set_norm(norm, p):
 
 
 def group_norm(channels, norm_groups):
-    """unet.group_norm: gcd(norm_groups, C) groups, one per channel if norm_groups is 0; eps 1e-5."""
-    return nn.GroupNorm(channels if norm_groups == 0 else math.gcd(norm_groups, channels), channels, eps=1e-5)
+    """unet.group_norm: unet.groups_of's groups (gcd(norm_groups, C), or C); eps 1e-5."""
+    return nn.GroupNorm(unet.groups_of(channels, norm_groups), channels, eps=1e-5)
 
 
 class ResBlock(nn.Module):
