@@ -171,9 +171,10 @@ def test_two_processes_give_the_same_training_as_one(tmp_path):
 
 
 def test_a_killed_run_resumes_with_nothing_lost_or_repeated(tmp_path):
-    reference = run_train(tmp_path / "reference", steps=40, num_evals=6, first_eval=2)
+    # the reference first: started side by side, the victim could finish (with a warm
+    # compilation cache) while we wait for the reference, before it is ever killed
+    finish(run_train(tmp_path / "reference", steps=40, num_evals=6, first_eval=2))
     victim = run_train(tmp_path / "victim", steps=40, num_evals=6, first_eval=2, checkpoint_minutes=0.0)
-    finish(reference)
     log_file = tmp_path / "victim" / "log.npz"
     deadline = time.time() + 240
     while time.time() < deadline:  # kill -9 once a few evaluations are logged
