@@ -48,7 +48,7 @@ AXES = {
     # lr = 6e-3 half the steps of lr = 3e-3, and in 1,000 steps its samples are not yet copies
     # (4%; 64% after 2,000).
     "cpu": {"data": ("num_train", (10, 20, 40, 80), dict(conditional=False, steps=4000)),
-            "model": ("base_channels", (8, 16, 24, 32), dict(norm_groups=0)),
+            "model": ("base_channels", (16, 24, 32, 48), dict(norm_groups=0)),
             "batch": ("batch_size", (4, 8, 16, 32), {}),
             "lr": ("lr", (7.5e-4, 1.5e-3, 3e-3, 6e-3), dict(steps=4000))},
 }
