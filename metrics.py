@@ -361,9 +361,11 @@ def best_fidelity(log, tau_mem, swd_key="swd_inception_test"):
 
 def summary_keys(log):
     """(memorization score key, SW key) of a log: SSCD and Inception where the run had their
-    weights, else the pixel-space copy fraction and pixel SW."""
+    weights, else the pixel-space copy fraction and SW in the random ConvNet's space (randconv)
+    if the run measured it, else pixel SW."""
     mem = "mem_sscd" if "mem_sscd" in log else "mem_ratio_pixels"
-    swd = "swd_inception_test" if "swd_inception_test" in log else "swd_pixels_test"
+    swd = next((f"swd_{space}_test" for space in ("inception", "randconv") if f"swd_{space}_test" in log),
+               "swd_pixels_test")
     return mem, swd
 
 

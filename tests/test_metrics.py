@@ -367,6 +367,16 @@ def test_summarize_run_on_a_synthetic_log():
     assert summary["best_swd"] == 1.0 and summary["best_swd_step"] == STEPS[20]
 
 
+def test_summary_keys_take_the_best_space_the_run_measured():
+    log = {"mem_ratio_pixels": [0.0], "swd_pixels_test": [0.1]}
+    assert metrics.summary_keys(log) == ("mem_ratio_pixels", "swd_pixels_test")
+    log["swd_randconv_test"] = [0.2]
+    assert metrics.summary_keys(log) == ("mem_ratio_pixels", "swd_randconv_test")
+    log.update(mem_sscd=[0.0], swd_inception_test=[0.3])
+    assert metrics.summary_keys(log) == ("mem_sscd", "swd_inception_test")
+    assert metrics.summary_keys({}) == ("mem_ratio_pixels", "swd_pixels_test")  # no sample evaluation yet
+
+
 def test_load_log_reads_nothing_from_a_run_without_evaluations(tmp_path):
     assert metrics.load_log(tmp_path) == {}
     np.savez(tmp_path / "log.npz")  # no keys
