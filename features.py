@@ -483,6 +483,17 @@ def jit_batches(apply, params, images, batch=64):
 # ---------------------------------------------------------------------------------------
 # Entry points
 
+def network_and_params(space, torch_state=None, *, resize_to=None, source="given state"):
+    """(apply(params, uint8 images), params) of a network space: randconv with its fixed
+    weights, or Inception / SSCD with the weights of torch_state (a {torch name: array} dict,
+    published or random) and input size resize_to (default 299 / 288)."""
+    if space == "randconv":
+        return randconv_features, randconv_params()
+    network = inception_features if space == "inception" else sscd_features
+    return (functools.partial(network, size=resize_to or DEFAULT_RESIZE[space]),
+            params_from_torch_state(space, torch_state, source))
+
+
 def feature_extractor(space, weights_dir=None, *, resize_to=None, allow_download=True,
                       torch_state=None, map_batches=jit_batches):
     """extract(uint8 images (N, H, W, 3)) -> float32 (N, D) for space in SPACES. resize_to
@@ -491,16 +502,14 @@ def feature_extractor(space, weights_dir=None, *, resize_to=None, allow_download
     images) runs the network over the images (evaluation passes parallel.over_devices)."""
     if space == "pixels":
         return pixel_features
-    if space == "randconv":
-        return lambda images: map_batches(randconv_features, randconv_params(), check_images(images))
-    if space not in WEIGHTS:
+    if space not in SPACES:
         raise ValueError(f"unknown feature space {space!r}; expected one of {SPACES}")
-    source = "given state" if torch_state is not None else weight_paths(space, weights_dir)[0]
-    state = torch_state if torch_state is not None else load_torch_state(space, weights_dir, allow_download)
-    params = params_from_torch_state(space, state, source)
-    network = functools.partial(inception_features if space == "inception" else sscd_features,
-                                size=resize_to or DEFAULT_RESIZE[space])
-    return lambda images: map_batches(network, params, check_images(images))
+    source = "given state"
+    if space in WEIGHTS and torch_state is None:
+        torch_state = load_torch_state(space, weights_dir, allow_download)
+        source = weight_paths(space, weights_dir)[0]
+    apply, params = network_and_params(space, torch_state, resize_to=resize_to, source=source)
+    return lambda images: map_batches(apply, params, check_images(images))
 
 
 def extract_features(space, images, weights_dir=None, **options):

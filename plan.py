@@ -79,11 +79,8 @@ def feature_flops(space, image_size):
     """FLOPs of one feature-network forward per image (random weights: only shapes matter)."""
     b = 8
     images = shape(b, image_size, image_size, 3, dtype=jnp.uint8)
-    if space == "randconv":
-        return flops(features.randconv_features, features.randconv_params(), images) / b
-    params = features.params_from_torch_state(space, features.random_torch_state(space))
-    network = features.inception_features if space == "inception" else features.sscd_features
-    return flops(functools.partial(network, size=features.DEFAULT_RESIZE[space]), params, images) / b
+    state = features.random_torch_state(space) if space in features.WEIGHTS else None
+    return flops(*features.network_and_params(space, state), images) / b
 
 
 def reference_flops(cfg):
