@@ -13,7 +13,10 @@ A row holds
   the Gaussian fit of the training set. They are constants of the run, repeated in every row
   so that every array of the log is indexed by evaluation. From them, the normalized gap
   (test - train) / (memorizer test - memorizer train): the fraction of the possible
-  overfitting, per noise bin and over the noisier half of the bins (noisy_half_gap);
+  overfitting, per noise bin and over the noisier half of the bins (noisy_half_gap). Also
+  constant: the fidelity (SW and FID, every feature space) of the two references' own samples
+  from the sample noise and labels, memorizer_swd_<space>_<split> and gaussian_...: what a
+  network that copies the training set scores, and one that knows only its mean and covariance;
 - with samples=True (train.py asks at cfg.num_sample_evals of the evaluations), 'sample_step'
   and the sample metrics: samples from the EMA parameters, from noise and labels fixed once,
   then the pixel-space copy fraction, how close each sample is to the training image the
@@ -54,27 +57,44 @@ def reference_features(extract, fingerprint, images, cache_dir):
     return feats
 
 
-def make_sample_metrics(cfg, dataset):
-    """sample_metrics(samples uint8 (n, H, W, 3), memorizer_index (n,), npz_path) -> log
-    entries: mem_ratio_pixels, mem_memorizer_match and mem_memorizer_distance;
-    swd_<space>_<split> and fid_<space>_<split> for every space in cfg.feature_spaces; mem_sscd
-    with SSCD. Writes the first grid_samples samples with their nearest training images to
-    npz_path, for plot.py.
+def make_fidelity(cfg, dataset):
+    """fidelity(images uint8 (n, H, W, 3)) -> (entries, features): entries swd_<space>_<split>
+    and fid_<space>_<split> of the images against the train and test splits in every space of
+    cfg.feature_spaces; features[space] the images' features. Returns (fidelity, the training
+    set's features by space).
 
     FID: the paper compares as many generated samples as the reference split holds. We
     generate num_samples; where the split holds more (N = 8192 or 16384 at the paper's 5,120
     samples), all num_samples are compared against the whole split. FID's bias depends on
     both counts, logged as fid_count_generated and fid_count_<split>."""
-    spaces = cfg.feature_spaces
     cache_dir = Path(cfg.data_dir).expanduser().parent / "features"
     extractors, refs = {}, {}
-    for space in spaces:
+    for space in cfg.feature_spaces:
         extractors[space] = features.feature_extractor(space, cfg.weights_dir, allow_download=False,
                                                        map_batches=parallel.over_devices(cfg.eval_batch))
         fingerprint = features.fingerprint(space, cfg.weights_dir)
         for split, images in [("train", dataset.train_images), ("test", dataset.test_images)]:
             refs[space, split] = (extractors[space](images) if space == "pixels" else
                                   reference_features(extractors[space], fingerprint, images, cache_dir))
+
+    def fidelity(images):
+        entries, feats = {}, {}
+        for space in cfg.feature_spaces:
+            feats[space] = extractors[space](images)
+            for split in ("train", "test"):
+                ref = refs[space, split]
+                entries[f"swd_{space}_{split}"] = metrics.sliced_wasserstein(feats[space][:cfg.swd_samples], ref)
+                entries[f"fid_{space}_{split}"] = metrics.fid(feats[space][:len(ref)], ref)
+        return entries, feats
+
+    return fidelity, {space: refs[space, "train"] for space in cfg.feature_spaces}
+
+
+def make_sample_metrics(cfg, dataset, fidelity, train_features):
+    """sample_metrics(samples uint8 (n, H, W, 3), memorizer_index (n,), npz_path) -> log
+    entries: mem_ratio_pixels, mem_memorizer_match and mem_memorizer_distance; the fidelity
+    entries (make_fidelity); mem_sscd with SSCD. Writes the first grid_samples samples with
+    their nearest training images to npz_path, for plot.py."""
 
     def sample_metrics(samples, memorizer_index, npz_path):
         row, shown = {}, slice(0, cfg.grid_samples)
@@ -90,16 +110,12 @@ def make_sample_metrics(cfg, dataset):
         for split, images in [("train", dataset.train_images), ("test", dataset.test_images)]:
             row[f"fid_count_{split}"] = len(images)
         row["fid_count_generated"] = len(samples)
-        for space in spaces:
-            generated = extractors[space](samples)
-            if space == "sscd":
-                cosine, index = metrics.nearest_by_cosine(generated, refs[space, "train"])
-                row["mem_sscd"] = metrics.memorization_score(cosine[:, 0])
-                extra.update(nearest_sscd=dataset.train_images[index[shown, 0]], cosine_sscd=cosine[shown, 0])
-            for split in ("train", "test"):
-                ref = refs[space, split]
-                row[f"swd_{space}_{split}"] = metrics.sliced_wasserstein(generated[:cfg.swd_samples], ref)
-                row[f"fid_{space}_{split}"] = metrics.fid(generated[:len(ref)], ref)
+        entries, feats = fidelity(samples)
+        row.update(entries)
+        if "sscd" in feats:
+            cosine, index = metrics.nearest_by_cosine(feats["sscd"], train_features["sscd"])
+            row["mem_sscd"] = metrics.memorization_score(cosine[:, 0])
+            extra.update(nearest_sscd=dataset.train_images[index[shown, 0]], cosine_sscd=cosine[shown, 0])
         if jax.process_index() == 0:
             with data.atomic_write(npz_path) as file:
                 np.savez(file, **extra)
@@ -120,8 +136,8 @@ def mean_and_sem(losses, image_ids):
 
 def compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels):
     """The run's constants from ideal.py: per split and reference, the loss on the evaluation
-    set (mean and per noise bin), and the training image the memorizer samples from each
-    sample's noise and label."""
+    set (mean and per noise bin); from each sample's noise and label, the training image the
+    memorizer samples (its index) and the Gaussian's sample (uint8)."""
     batch = cfg.eval_batch
     memorizer = ideal.memorizer_params(data.to_model_range(dataset.train_images), dataset.train_labels,
                                        cfg.num_classes)
@@ -134,22 +150,27 @@ def compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels):
             losses = parallel.run_batched(loss_fn, params, images, labels, noise, t, batch=batch)
             refs[f"{name}_{split}_loss"] = losses.mean()
             refs[f"{name}_{split}_loss_bins"] = np.asarray(flow.bin_means(t, losses))
-    sample_fn = parallel.data_parallel(lambda p, noise, y: flow.sample(
-        ideal.memorizer_velocity, p, noise, y, steps=cfg.sample_steps, null_label=cfg.num_classes,
-        guidance=cfg.guidance))
-    samples = data.to_uint8(parallel.run_batched(sample_fn, memorizer, sample_noise, sample_labels, batch=batch))
-    refs["memorizer_index"] = metrics.nearest_by_distance(samples, dataset.train_images, k=1)[1][:, 0]
+    for name, velocity, params in [("memorizer", ideal.memorizer_velocity, memorizer),
+                                   ("gaussian", ideal.gaussian_velocity, gaussian)]:
+        sample_fn = parallel.data_parallel(lambda p, noise, y, v=velocity: flow.sample(
+            v, p, noise, y, steps=cfg.sample_steps, null_label=cfg.num_classes, guidance=cfg.guidance))
+        samples = data.to_uint8(parallel.run_batched(sample_fn, params, sample_noise, sample_labels, batch=batch))
+        if name == "memorizer":
+            refs["memorizer_index"] = metrics.nearest_by_distance(samples, dataset.train_images, k=1)[1][:, 0]
+        else:
+            refs["gaussian_samples"] = samples
     return refs
 
 
 def load_or_compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels, run_dir):
     path = Path(run_dir) / "references.npz"
-    if path.exists():  # a resumed run
+    if path.exists():  # a resumed run; one saved before the Gaussian's samples were kept gets them
         with np.load(path) as f:
-            return dict(f)
+            if "gaussian_samples" in f:
+                return dict(f)
     start = time.time()
     refs = compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels)
-    print(f"references (memorizer and Gaussian losses, memorizer samples): {time.time() - start:.1f} s; "
+    print(f"references (memorizer and Gaussian losses and samples): {time.time() - start:.1f} s; "
           f"memorizer loss train {refs['memorizer_train_loss']:.4g} test {refs['memorizer_test_loss']:.4g}, "
           f"Gaussian train {refs['gaussian_train_loss']:.4g} test {refs['gaussian_test_loss']:.4g}", flush=True)
     if jax.process_index() == 0:
@@ -205,8 +226,15 @@ def make_evaluator(cfg, velocity, dataset, run_dir, key, sample_velocity=None):
     sample_noise = np.asarray(jax.random.normal(k_sample, (cfg.num_samples, *shape)))
     sample_labels = dataset.train_labels[np.asarray(jax.random.randint(k_labels, (cfg.num_samples,), 0, cfg.num_train))]
     refs = load_or_compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels, run_dir)
-    constants = {k: v for k, v in refs.items() if k != "memorizer_index"}
-    sample_metrics = make_sample_metrics(cfg, dataset)
+    constants = {k: v for k, v in refs.items() if k not in ("memorizer_index", "gaussian_samples")}
+    fidelity, train_features = make_fidelity(cfg, dataset)
+    # Yardsticks for the samples' fidelity, from the same noise and labels: the memorizer's
+    # samples (the training images: what a network that copies scores) and the Gaussian's
+    # (what a network that has learnt only the training set's mean and covariance scores).
+    for name, images in [("memorizer", dataset.train_images[refs["memorizer_index"]]),
+                         ("gaussian", refs["gaussian_samples"])]:
+        constants.update({f"{name}_{key}": value for key, value in fidelity(images)[0].items()})
+    sample_metrics = make_sample_metrics(cfg, dataset, fidelity, train_features)
     samples_dir = Path(run_dir) / "samples"
 
     def evaluate(state, step, samples=True):

@@ -371,13 +371,16 @@ def summary_keys(log):
 
 def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd"):
     """{'tau_mem', 'copy_onset', 'copy_lag' (copy onset / tau_mem), 'memorization_rate',
-    'best_swd', 'best_swd_step'}, floats (NaN if undefined)."""
+    'best_swd', 'best_swd_step', and the yardsticks 'memorizer_swd' and 'gaussian_swd' (the SW
+    of the exact references' samples, evaluate.py)}, floats (NaN if undefined or not logged)."""
     tau_mem = memorization_time(log)
     onset = copy_onset(log, mem_key)
     best_swd, best_swd_step = best_fidelity(log, tau_mem, swd_key)
+    yardstick = {f"{name}_swd": float(log[f"{name}_{swd_key}"][0]) if f"{name}_{swd_key}" in log else float("nan")
+                 for name in ("memorizer", "gaussian")}
     return {"tau_mem": tau_mem, "copy_onset": onset, "copy_lag": onset / tau_mem,
             "memorization_rate": memorization_rate(log, tau_mem, mem_key),
-            "best_swd": best_swd, "best_swd_step": best_swd_step}
+            "best_swd": best_swd, "best_swd_step": best_swd_step, **yardstick}
 
 
 def normalized_step(steps, cfg, mins):

@@ -18,9 +18,9 @@ Counted per run:
     sampling    one U-Net call per sample per Euler step (two with guidance), at every
                 sample evaluation
     references  ideal.py's memorizer and Gaussian, once per run: losses on the evaluation
-                sets and the memorizer's samples (their cost grows with N)
-    features    the Inception / SSCD networks on the samples of every sample evaluation, and
-                once on the train and test splits (cached afterwards)
+                sets and their samples (the memorizer's cost grows with N)
+    features    the feature networks on the samples of every sample evaluation, once on the
+                two references' samples, and once on the train and test splits (cached)
     host        copy detection in numpy on the host (nearest training images of every sample),
                 listed apart: it does not run on the accelerator
 Projected time = device FLOPs / (devices x peak x utilization). The peak is the datasheet's
@@ -85,7 +85,7 @@ def feature_flops(space, image_size):
 
 def reference_flops(cfg):
     """FLOPs of ideal.py's references for one run: memorizer and Gaussian losses on the
-    evaluation sets, and the memorizer's samples."""
+    evaluation sets, and their samples."""
     d, n, b = cfg.image_size ** 2 * 3, cfg.num_train, 64
     # all N images as one chunk: XLA counts a loop's body once, so a scan over chunks would
     # be counted as one chunk
@@ -98,7 +98,7 @@ def reference_flops(cfg):
     per_gaussian = flops(ideal.gaussian_velocity, gaussian, x, t, y) / b
     loss_images = cfg.eval_train_size + cfg.num_test
     calls = cfg.num_samples * cfg.sample_steps * (1 if cfg.guidance == 0 else 2)
-    return per_memorizer * (loss_images + calls) + per_gaussian * loss_images
+    return (per_memorizer + per_gaussian) * (loss_images + calls)
 
 
 def run_costs(cfg):
@@ -111,7 +111,7 @@ def run_costs(cfg):
              "losses": forward * (cfg.eval_train_size + cfg.num_test) * n_evals,
              "sampling": forward * calls_per_sample * cfg.num_samples * n_sample_evals,
              "references": reference_flops(cfg),
-             "features": sum(feature_flops(space, cfg.image_size) * (cfg.num_samples * n_sample_evals
+             "features": sum(feature_flops(space, cfg.image_size) * (cfg.num_samples * (n_sample_evals + 2)
                                                                      + cfg.num_train + cfg.num_test)
                              for space in cfg.feature_spaces if space != "pixels")}
     d = cfg.image_size ** 2 * 3

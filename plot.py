@@ -71,6 +71,11 @@ def plot_run(run_dir, out_dir=None):
             for split, style in (("test", "-"), ("train", "--")):
                 key = f"{metric}_{space}_{split}"
                 ax.plot(metrics.steps_of(log, key), log[key], style, color=f"C{i + 4}", label=f"{space} {split}")
+            for reference, style in (("memorizer", ":"), ("gaussian", "-.")):  # yardsticks (evaluate.py)
+                key = f"{reference}_{metric}_{space}_test"
+                if key in log:
+                    ax.axhline(float(log[key][0]), color=f"C{i + 4}", linestyle=style, linewidth=1,
+                               label=f"{space} test: {reference}'s samples")
         ax.set_ylabel({"swd": "sliced Wasserstein (SW2)", "fid": "FID"}[metric])
         ax.set_yscale("log")
         ax.set_xlabel("step")
@@ -202,11 +207,13 @@ def plot_sweep(sweep_dir):
                         label=f"{field}={cfg[field]:g}")
             if np.isfinite(tau):
                 ax.axvline(tau, color=color, linestyle=":", linewidth=1)
+        if f"memorizer_{swd}" in log:  # what copying the training set scores
+            axes[2].axhline(float(log[f"memorizer_{swd}"][0]), color=color, linestyle="--", linewidth=1)
     for ax, (_, title) in zip(axes, panels):
         ax.set(xscale="log", xlabel="normalized step T", title=title)
     axes[2].set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{meta['preset']} preset, {meta['axis']} axis (dotted: tau_mem)", fontsize=11)
+    fig.suptitle(f"{meta['preset']} preset, {meta['axis']} axis (dotted: tau_mem; dashed: SW2 of the memorizer's samples)", fontsize=11)
     save(fig, sweep_dir / "figures", f"axis_{meta['axis']}")
     plot_sweep_gaps(runs, field, mins, sweep_dir / "figures", meta["axis"])
     if field == "num_train":

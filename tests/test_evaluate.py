@@ -1,12 +1,18 @@
-"""evaluate.py: the reference-feature cache and what it is keyed on."""
+"""evaluate.py: the reference-feature cache and what it is keyed on; the normalized gap; the
+fidelity yardsticks of the exact references."""
+import dataclasses
 import shutil
 import threading
+from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
+import data
 import evaluate
 import features
+import ideal
 
 
 def counting(extract):
@@ -85,3 +91,35 @@ def test_normalized_gaps_are_fractions_of_the_memorizers_gap():
     noisy[0] += 0.1  # twice that bin's whole span
     assert abs(evaluate.noisy_half_gap(noisy, train, memorizer_test, memorizer_train) - 0.4) < 0.01
     assert np.isnan(evaluate.normalized_gap(test, train, memorizer_train, memorizer_train)).all()  # no span
+
+
+def test_the_yardsticks_are_what_the_exact_references_score_as_networks(tiny_config):
+    """Put the memorizer (then the Gaussian fit) in the network's place: from the evaluation's
+    noise and labels it makes the samples whose fidelity the log holds as the constant
+    memorizer_... (gaussian_...). A run saved before the Gaussian's samples were kept gets them."""
+    cfg = dataclasses.replace(tiny_config, sample_steps=25)  # enough for the memorizer's samples to be its images
+    dataset = data.load(cfg.dataset, num_train=cfg.num_train, num_test=cfg.num_test, data_dir=cfg.data_dir,
+                        image_size=cfg.image_size)
+    images = data.to_model_range(dataset.train_images)
+    networks = {"memorizer": (ideal.memorizer_velocity,
+                              ideal.memorizer_params(images, dataset.train_labels, cfg.num_classes)),
+                "gaussian": (ideal.gaussian_velocity, ideal.gaussian_params(images))}
+    keys = [f"{m}_pixels_{split}" for m in ("swd", "fid") for split in ("train", "test")]
+    rows = {}
+    for name, (velocity, params) in networks.items():
+        evaluate_fn = evaluate.make_evaluator(cfg, velocity, dataset, cfg.run_dir, jax.random.PRNGKey(3))
+        rows[name] = row = evaluate_fn({"params": params, "ema": params}, 1)
+        for key in keys:
+            assert row[key] == pytest.approx(row[f"{name}_{key}"], rel=1e-6), (name, key)
+    assert rows["memorizer"]["mem_ratio_pixels"] == 1.0 and rows["memorizer"]["mem_memorizer_distance"] == 0.0
+    assert rows["gaussian"]["swd_pixels_test"] != pytest.approx(rows["gaussian"]["memorizer_swd_pixels_test"])
+    path = Path(cfg.run_dir) / "references.npz"
+    with np.load(path) as f:
+        saved = dict(f)
+    np.savez(path, **{k: v for k, v in saved.items() if k != "gaussian_samples"})  # an older run's file
+    velocity, params = networks["gaussian"]
+    again = evaluate.make_evaluator(cfg, velocity, dataset, cfg.run_dir, jax.random.PRNGKey(3))(
+        {"params": params, "ema": params}, 1)
+    assert {key: again[f"gaussian_{key}"] for key in keys} == {key: rows["gaussian"][f"gaussian_{key}"] for key in keys}
+    with np.load(path) as f:
+        np.testing.assert_array_equal(f["gaussian_samples"], saved["gaussian_samples"])
