@@ -82,7 +82,11 @@ def plot_run(run_dir, out_dir=None):
     for ax in axes.flat:
         ax.set_xscale("log")
         mark_tau(ax, tau)
+    for ax in axes[0]:
         ax.legend(fontsize=8)
+    # the two lower panels draw the same lines: one legend for both, below the figure
+    fig.legend(*axes[1, 0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.03),
+               ncol=3, fontsize=8)
     fig.suptitle(f"{cfg['dataset']}, N={cfg['num_train']}, C={cfg['base_channels']}, B={cfg['batch_size']}, "
                  f"lr={cfg['lr']:g}")
     save(fig, out_dir, "training")

@@ -86,9 +86,9 @@ def summarize(runs, out_dir, field, mins):
               f"{r['memorizer_swd']:>11.4g}{r['gaussian_swd']:>10.4g}"
               f"{r['final_mem']:>11.2f}")
     print(f"(tau_mem: step of the smoothed test-loss minimum; T: normalized step; copy onset: first step with "
-          f"{rows[0]['mem_key']} >= {metrics.COPY_ONSET:g}; fidelity: {rows[0]['swd_key']}, best at or before\n"
-          f"tau_mem; memorizer, Gaussian: the same SW of the two exact references' samples, a network that copies\n"
-          f"the training set and one that knows only its mean and covariance)")
+          f"{rows[0]['mem_key']} >= {metrics.COPY_ONSET:g};\n best SWD: {rows[0]['swd_key']}, best at or before "
+          f"tau_mem; memorizer, Gaussian: the same of the exact references' samples, what a network scores\n that "
+          f"copies the training set, and one that knows only its mean and covariance)")
     if field == "num_train":
         fit = metrics.scaling_fit([r["value"] for r in rows], [r["tau_mem"] for r in rows])
         print(f"tau_mem vs N: log-log slope {fit['loglog_slope']:.2f} (1 = proportional); through the origin "
