@@ -81,7 +81,7 @@ class Config:
     sample_dtype: str = "float32"  # the same for sampling; the paper preset: 'bfloat16'
     num_samples: int = 512  # generated per sample evaluation (the paper: 5120)
     swd_samples: int = 512  # (the paper: 2000)
-    feature_spaces: tuple[str, ...] = ("inception", "sscd", "pixels")  # fixed at the run's start
+    feature_spaces: tuple[str, ...] = ("inception", "sscd", "randconv", "pixels")  # fixed at the run's start
     weights_dir: str = ""  # "" = $DIFFMEM_WEIGHTS, else ~/.cache/diffmem/weights
     grid_samples: int = 64
     # bookkeeping
