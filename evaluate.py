@@ -134,6 +134,15 @@ def mean_and_sem(losses, image_ids):
     return losses.mean(), sem
 
 
+def make_sampler(cfg, velocity):
+    """sample(params, noise, labels) -> uint8 images: cfg's Euler sampler with this velocity
+    function, batched over all devices."""
+    sample_fn = parallel.data_parallel(lambda p, noise, y: flow.sample(
+        velocity, p, noise, y, steps=cfg.sample_steps, null_label=cfg.num_classes, guidance=cfg.guidance))
+    return lambda params, noise, labels: data.to_uint8(
+        parallel.run_batched(sample_fn, params, noise, labels, batch=cfg.eval_batch))
+
+
 def compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels):
     """The run's constants from ideal.py: per split and reference, the loss on the evaluation
     set (mean and per noise bin); from each sample's noise and label, the training image the
@@ -150,15 +159,9 @@ def compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels):
             losses = parallel.run_batched(loss_fn, params, images, labels, noise, t, batch=batch)
             refs[f"{name}_{split}_loss"] = losses.mean()
             refs[f"{name}_{split}_loss_bins"] = np.asarray(flow.bin_means(t, losses))
-    for name, velocity, params in [("memorizer", ideal.memorizer_velocity, memorizer),
-                                   ("gaussian", ideal.gaussian_velocity, gaussian)]:
-        sample_fn = parallel.data_parallel(lambda p, noise, y, v=velocity: flow.sample(
-            v, p, noise, y, steps=cfg.sample_steps, null_label=cfg.num_classes, guidance=cfg.guidance))
-        samples = data.to_uint8(parallel.run_batched(sample_fn, params, sample_noise, sample_labels, batch=batch))
-        if name == "memorizer":
-            refs["memorizer_index"] = metrics.nearest_by_distance(samples, dataset.train_images, k=1)[1][:, 0]
-        else:
-            refs["gaussian_samples"] = samples
+    memorizer_samples = make_sampler(cfg, ideal.memorizer_velocity)(memorizer, sample_noise, sample_labels)
+    refs["memorizer_index"] = metrics.nearest_by_distance(memorizer_samples, dataset.train_images, k=1)[1][:, 0]
+    refs["gaussian_samples"] = make_sampler(cfg, ideal.gaussian_velocity)(gaussian, sample_noise, sample_labels)
     return refs
 
 
@@ -209,8 +212,7 @@ def make_evaluator(cfg, velocity, dataset, run_dir, key, sample_velocity=None):
     y) is the network, as flow.py takes it, for the losses; sample_velocity (default: the same)
     the one that samples (the U-Net in cfg.sample_dtype)."""
     loss_fn = parallel.data_parallel(lambda p, x, y, noise, t: flow.per_sample_loss(velocity, p, x, y, noise, t))
-    sample_fn = parallel.data_parallel(lambda p, noise, y: flow.sample(
-        sample_velocity or velocity, p, noise, y, steps=cfg.sample_steps, null_label=cfg.num_classes, guidance=cfg.guidance))
+    sample = make_sampler(cfg, sample_velocity or velocity)
     k_train, k_test, k_sample, k_labels = jax.random.split(key, 4)
     train_rows = np.arange(cfg.eval_train_size) % cfg.num_train  # every image, evenly
     shape = dataset.train_images.shape[1:]
@@ -249,8 +251,7 @@ def make_evaluator(cfg, velocity, dataset, run_dir, key, sample_velocity=None):
         row["gap_normalized_bins"], row["gap_normalized"] = normalized_gap(*bins), noisy_half_gap(*bins)
         if not samples:
             return row
-        images = data.to_uint8(parallel.run_batched(sample_fn, state["ema"], sample_noise, sample_labels,
-                                                    batch=cfg.eval_batch))
+        images = sample(state["ema"], sample_noise, sample_labels)
         if jax.process_index() == 0:
             data.save_grid(images[:cfg.grid_samples], samples_dir / f"step_{step:07d}.png")
         row["sample_step"] = step  # the grid of the sample metrics (metrics.steps_of)

@@ -111,6 +111,7 @@ def run_costs(cfg):
              "losses": forward * (cfg.eval_train_size + cfg.num_test) * n_evals,
              "sampling": forward * calls_per_sample * cfg.num_samples * n_sample_evals,
              "references": reference_flops(cfg),
+             # the samples of every sample evaluation and the two references' samples, the splits
              "features": sum(feature_flops(space, cfg.image_size) * (cfg.num_samples * (n_sample_evals + 2)
                                                                      + cfg.num_train + cfg.num_test)
                              for space in cfg.feature_spaces if space != "pixels")}
