@@ -144,6 +144,11 @@ def parse_flags(argv, base=None):
     overrides, i = dict(base or {}), 0
     while i < len(argv):
         flag = argv[i]
+        if flag in ("-h", "--help"):
+            print(f"flags: --preset NAME ({', '.join(study.PRESETS)}), applied where it stands, and the "
+                  f"Config fields (defaults shown; presets in study.py):\n"
+                  + "\n".join(f"  --{field.name} {field.default!r}" for field in fields.values()))
+            raise SystemExit(0)
         name = flag[2:].replace("-", "_") if flag.startswith("--") else None
         if name == "preset" and i + 1 < len(argv):
             if argv[i + 1] not in study.PRESETS:

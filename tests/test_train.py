@@ -81,6 +81,15 @@ def test_flags_override_fields_and_unknown_flags_are_errors():
         train.parse_flags(["--preset", "gpu"])
 
 
+def test_help_lists_every_config_field_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_flags(["--lr", "1e-3", "--help"])
+    assert exit_info.value.code == 0
+    listed = capsys.readouterr().out
+    for field in dataclasses.fields(train.Config):
+        assert f"  --{field.name} {field.default!r}\n" in listed + "\n"
+
+
 def test_batches_cover_every_image_once_per_epoch(tiny_config):
     cfg = train.Config(**{**TINY, "num_train": 10, "batch_size": 4})
     stream = np.concatenate([train.batch_indices(cfg, step) for step in range(10)])  # 4 epochs
