@@ -316,8 +316,8 @@ def suite(with_torch, peak):
 
 def main(argv):
     if "-h" in argv or "--help" in argv:
-        print(__doc__)  # then parse_flags lists the Config flags and exits
-        train.parse_flags(["--help"])
+        print(__doc__ + "\n" + train.flag_help())
+        return
     with_torch = "--torch" in argv
     run_suite = "--suite" in argv
     profile_dir = None

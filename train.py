@@ -138,6 +138,13 @@ def parse_value(field, text):
     return field.type(text)
 
 
+def flag_help():
+    """What --help prints: --preset and every Config field with its default."""
+    return (f"flags: --preset NAME ({', '.join(study.PRESETS)}), applied where it stands, and the "
+            f"Config fields (defaults shown; presets in study.py):\n"
+            + "\n".join(f"  --{field.name} {field.default!r}" for field in dataclasses.fields(Config)))
+
+
 def parse_flags(argv, base=None):
     """'--field value' pairs, and '--preset name' (applied where it stands) -> overrides."""
     fields = {f.name: f for f in dataclasses.fields(Config)}
@@ -145,9 +152,7 @@ def parse_flags(argv, base=None):
     while i < len(argv):
         flag = argv[i]
         if flag in ("-h", "--help"):
-            print(f"flags: --preset NAME ({', '.join(study.PRESETS)}), applied where it stands, and the "
-                  f"Config fields (defaults shown; presets in study.py):\n"
-                  + "\n".join(f"  --{field.name} {field.default!r}" for field in fields.values()))
+            print(flag_help())
             raise SystemExit(0)
         name = flag[2:].replace("-", "_") if flag.startswith("--") else None
         if name == "preset" and i + 1 < len(argv):
