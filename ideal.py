@@ -18,9 +18,26 @@ The Gaussian: p = N(mu, S) with the training images' mean and covariance, S = U 
     v*(x_t, t) = mu + U (c * U^T (x_t - t mu)),   c = (t lam - (1 - t)) / (t^2 lam + (1 - t)^2)
 The best a network can do by generalizing to second moments; it never copies.
 
-Both are flow.py velocity functions, velocity(params, x, t, y), with params made by
-memorizer_params / gaussian_params, so flow.per_sample_loss and flow.sample use them as they
-use the U-Net. Images in the model's range, (n, H, W, C).
+The patch memorizer (Kamb & Ganguli 2024; Niedoba et al. 2024, arXiv:2411.19339): the
+memorizer made local and translation-equivariant, as a convolutional network is. Each pixel p
+sees only the k x k window of x_t around it, and the prior on that window is the set of all
+k x k patches of all training images (all (H-k+1)(W-k+1) positions, no padding; of the class
+asked for, as above). So p(j | window) is the softmax over patches j with logits
+    -|window - t x_j|^2 / (2 (1 - t)^2)
+and E[x_p | x_t] = sum_j p(j | window) (x_j at p's place in the window). Why: the U-Net's
+receptive field is finite and its weights are shared across positions, so early in training it
+is closer to this than to the global memorizer; its samples are mosaics of training patches,
+new images rather than copies. Borders: the window is clamped to lie inside the image (top-left
+corner clip(p - k//2, 0, H - k)), so a border pixel is read off-centre in its window; then
+only (H-k+1)(W-k+1) distinct windows exist per image, each pixel takes its value from one of
+them, and k = H is the memorizer exactly. Cost: per image, (H-k+1)^2 queries against
+N (H-k+1)^2 patches of dimension k^2 C, i.e. ~4 B N (H-k+1)^4 k^2 C FLOPs; memory is one
+(B (H-k+1)^2, chunk) logit block. Both memorizers share one online-softmax leaf.
+
+All three are flow.py velocity functions, velocity(params, x, t, y), with params made by
+memorizer_params / gaussian_params / patch_memorizer_params, so flow.per_sample_loss and
+flow.sample use them as they use the U-Net. Images in the model's range, (n, H, W, C).
+relative_distance_by_bin reads a network's velocity against one of them, per bin of t.
 """
 import jax
 import jax.numpy as jnp
@@ -29,25 +46,57 @@ import numpy as np
 MIN_ONE_MINUS_T = 1e-6  # 1 - t is clamped here: t = 1 exactly would divide by zero
 
 
-def memorizer_params(images, labels, num_classes, chunk=1024):
-    """The training set arranged for memorizer_velocity: centred images (the mean is subtracted
-    from x_t's data part too, which leaves the posterior unchanged and keeps float32 dot
-    products small), in (n_chunks, chunk, D) blocks padded with invalid rows (label -1)."""
-    images = np.asarray(images, np.float32).reshape(len(images), -1)  # (N, D)
-    mean = images.mean(axis=0)
-    chunk = min(chunk, len(images))
-    n_chunks = -(-len(images) // chunk)
-    padded = np.zeros((n_chunks * chunk, images.shape[1]), np.float32)
-    padded[:len(images)] = images - mean
+def _bank(rows, labels, num_classes, chunk):
+    """Rows (N, D) centred (their mean subtracted; the same is done to x_t's data part, which
+    leaves the posterior unchanged and keeps float32 dot products small), in (n_chunks, chunk, D)
+    blocks padded with invalid rows (label -1); numpy arrays."""
+    rows = np.asarray(rows, np.float32)
+    mean = rows.mean(axis=0)
+    chunk = min(chunk, len(rows))
+    n_chunks = -(-len(rows) // chunk)
+    padded = np.zeros((n_chunks * chunk, rows.shape[1]), np.float32)
+    padded[:len(rows)] = rows - mean
     padded_labels = np.full(n_chunks * chunk, -1, np.int32)
-    padded_labels[:len(images)] = labels
+    padded_labels[:len(rows)] = labels
     has_class = np.bincount(labels, minlength=num_classes + 1)[:num_classes + 1] > 0  # (num_classes + 1,)
-    has_class[num_classes] = False  # the null label restricts to no class: every image
-    return {"images": jnp.asarray(padded.reshape(n_chunks, chunk, -1)),  # (n_chunks, chunk, D)
-            "labels": jnp.asarray(padded_labels.reshape(n_chunks, chunk)),
-            "half_sq_norms": jnp.asarray(0.5 * (padded ** 2).sum(axis=1).reshape(n_chunks, chunk)),
-            "mean": jnp.asarray(mean),
-            "has_class": jnp.asarray(has_class)}
+    has_class[num_classes] = False  # the null label restricts to no class: every row
+    return {"rows": padded.reshape(n_chunks, chunk, -1),  # (n_chunks, chunk, D)
+            "labels": padded_labels.reshape(n_chunks, chunk),
+            "half_sq_norms": 0.5 * (padded ** 2).sum(axis=1).reshape(n_chunks, chunk),
+            "mean": mean, "has_class": has_class}
+
+
+def _posterior_mean(rows, labels, half_sq_norms, has_class, queries, t_col, one_minus_t, y):
+    """sum_i p(i | q) x_i for each query q = t (x - mean) + (1 - t) e over a _bank's centred rows
+    x_i (of q's class y, unless y is the null label or a class with no row), with logits
+    -|q - t x_i|^2 / (2 (1 - t)^2): one matmul per chunk and a running log-sum-exp (online
+    softmax). rows: (n_chunks, c, D), queries: (Q, D), t_col, one_minus_t: (Q, 1), y: (Q,).
+    Returns (Q, D), centred."""
+    by_class = has_class[jnp.clip(y, 0, has_class.shape[0] - 1)]  # (Q,): restrict to the class?
+
+    def add_chunk(carry, chunk):
+        running_max, total, weighted = carry  # (Q,), (Q,), (Q, D)
+        rows, labels, half_sq_norms = chunk  # (c, D), (c,), (c,)
+        # -|q - t x_i|^2 / (2 (1 - t)^2), without |q|^2 (the same for every i)
+        logits = (t_col * (queries @ rows.T) - t_col ** 2 * half_sq_norms) / one_minus_t ** 2  # (Q, c)
+        allowed = (labels >= 0) & ((labels == y[:, None]) | ~by_class[:, None])
+        logits = jnp.where(allowed, logits, -jnp.inf)
+        new_max = jnp.maximum(running_max, logits.max(axis=1))
+        shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)  # no row allowed yet: nothing to scale
+        rescale = jnp.exp(running_max - shift)  # (Q,)
+        weights = jnp.exp(logits - shift[:, None])  # (Q, c)
+        return (new_max, total * rescale + weights.sum(axis=1), weighted * rescale[:, None] + weights @ rows), None
+
+    start = (jnp.full(queries.shape[0], -jnp.inf), jnp.zeros(queries.shape[0]), jnp.zeros_like(queries))
+    (_, total, weighted), _ = jax.lax.scan(add_chunk, start, (rows, labels, half_sq_norms))
+    return weighted / total[:, None]
+
+
+def memorizer_params(images, labels, num_classes, chunk=1024):
+    """The training set arranged for memorizer_velocity: a _bank of the flattened images."""
+    bank = _bank(np.asarray(images, np.float32).reshape(len(images), -1), labels, num_classes, chunk)
+    return {"images": jnp.asarray(bank["rows"]),  # (n_chunks, chunk, D)
+            **{key: jnp.asarray(bank[key]) for key in ("labels", "half_sq_norms", "mean", "has_class")}}
 
 
 def memorizer_velocity(params, x, t, y):
@@ -58,27 +107,46 @@ def memorizer_velocity(params, x, t, y):
     one_minus_t = jnp.maximum(1.0 - t_col, MIN_ONE_MINUS_T)
     x_t = x.reshape(b, -1)  # (B, D)
     centred = x_t - t_col * params["mean"]  # = t (x - mean) + (1 - t) e
-    # (B,): restrict to the class? has_class has num_classes + 1 entries, the null label's False
-    by_class = params["has_class"][jnp.clip(y, 0, params["has_class"].shape[0] - 1)]
+    posterior_mean = _posterior_mean(params["images"], params["labels"], params["half_sq_norms"],
+                                     params["has_class"], centred, t_col, one_minus_t, y) + params["mean"]
+    return ((posterior_mean - x_t) / one_minus_t).reshape(x.shape)  # E[x | x_t] -> v
 
-    def add_chunk(carry, chunk):
-        running_max, total, weighted = carry  # (B,), (B,), (B, D)
-        images, labels, half_sq_norms = chunk  # (c, D), (c,), (c,)
-        # -|centred - t x_i|^2 / (2 (1 - t)^2), without |centred|^2 (the same for every i)
-        logits = (t_col * (centred @ images.T) - t_col ** 2 * half_sq_norms) / one_minus_t ** 2  # (B, c)
-        allowed = (labels >= 0) & ((labels == y[:, None]) | ~by_class[:, None])
-        logits = jnp.where(allowed, logits, -jnp.inf)
-        new_max = jnp.maximum(running_max, logits.max(axis=1))
-        shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)  # no image allowed yet: nothing to scale
-        rescale = jnp.exp(running_max - shift)  # (B,)
-        weights = jnp.exp(logits - shift[:, None])  # (B, c)
-        return (new_max, total * rescale + weights.sum(axis=1), weighted * rescale[:, None] + weights @ images), None
 
-    start = (jnp.full(b, -jnp.inf), jnp.zeros(b), jnp.zeros_like(x_t))
-    (_, total, weighted), _ = jax.lax.scan(add_chunk, start, (params["images"], params["labels"],
-                                                              params["half_sq_norms"]))
-    posterior_mean = weighted / total[:, None] + params["mean"]  # E[x | x_t], (B, D)
-    return ((posterior_mean - x_t) / one_minus_t).reshape(x.shape)
+def patch_memorizer_params(images, labels, num_classes, patch_size, chunk=1024):
+    """The training set's k x k patches (k = patch_size) at every position of every image, for
+    patch_memorizer_velocity: a _bank of them, each with its image's label; patches and mean
+    kept (k, k, C)-shaped, so that k is static under jit."""
+    images = np.asarray(images, np.float32)
+    n, h, w, c = images.shape
+    k = patch_size
+    windows = np.lib.stride_tricks.sliding_window_view(images, (k, k), axis=(1, 2))  # (N, h-k+1, w-k+1, C, k, k)
+    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * c)  # (N (h-k+1)(w-k+1), k k C)
+    bank = _bank(patches, np.repeat(labels, (h - k + 1) * (w - k + 1)), num_classes, chunk)
+    return {"patches": jnp.asarray(bank["rows"].reshape(*bank["rows"].shape[:2], k, k, c)),  # (n_chunks, chunk, k, k, C)
+            "mean": jnp.asarray(bank["mean"].reshape(k, k, c)),
+            **{key: jnp.asarray(bank[key]) for key in ("labels", "half_sq_norms", "has_class")}}
+
+
+def patch_memorizer_velocity(params, x, t, y):
+    """v*(x_t, t) of the local patch memorizer: each pixel's E[x_p | its clamped k x k window]
+    under the training patches of class y (null label: all). x: (B, H, W, C), t: (B,), y: (B,)."""
+    b, h, w, c = x.shape
+    k = params["patches"].shape[2]
+    rows_h, rows_w = h - k + 1, w - k + 1  # distinct window positions
+    windows = jnp.stack([jnp.stack([x[:, i:i + rows_h, j:j + rows_w] for j in range(k)], axis=3)
+                         for i in range(k)], axis=3)  # (B, rows_h, rows_w, k, k, C), top-left corner first
+    per_window = rows_h * rows_w
+    t_col = jnp.repeat(t, per_window)[:, None]  # (B rows_h rows_w, 1)
+    one_minus_t = jnp.maximum(1.0 - t_col, MIN_ONE_MINUS_T)
+    centred = windows.reshape(b * per_window, -1) - t_col * params["mean"].reshape(-1)  # (Q, k k C)
+    patches = params["patches"].reshape(*params["patches"].shape[:2], -1)  # (n_chunks, chunk, k k C)
+    mean_patches = _posterior_mean(patches, params["labels"], params["half_sq_norms"], params["has_class"],
+                                   centred, t_col, one_minus_t, jnp.repeat(y, per_window))
+    mean_patches = mean_patches.reshape(b, rows_h, rows_w, k, k, c) + params["mean"]  # E[window | window]
+    top_h, top_w = np.clip(np.arange(h) - k // 2, 0, h - k), np.clip(np.arange(w) - k // 2, 0, w - k)
+    posterior_mean = mean_patches[:, top_h[:, None], top_w[None, :],  # each pixel from its window: (B, H, W, C)
+                                  (np.arange(h) - top_h)[:, None], (np.arange(w) - top_w)[None, :]]
+    return (posterior_mean - x) / one_minus_t.reshape(b, per_window)[:, :1, None, None]
 
 
 def gaussian_params(images):
@@ -102,3 +170,17 @@ def gaussian_velocity(params, x, t, y=None):
     coefficient = (t_col * lam - one_minus_t) / (t_col ** 2 * lam + one_minus_t ** 2)  # (B, D)
     z = (x.reshape(b, -1) - t_col * params["mean"]) @ params["eigenvectors"]  # (B, D), U^T (x_t - t mu)
     return (params["mean"] + (coefficient * z) @ params["eigenvectors"].T).reshape(x.shape)
+
+
+def relative_distance_by_bin(v_model, v_ref, t, num_bins=10):
+    """sum |v_model - v_ref|^2 / sum |v_ref|^2 over the samples whose t falls in each of num_bins
+    equal bins of [0, 1] (t = 1 in the last), NaN for an empty bin. v_*: (n, ...), t: (n,).
+    Returns (num_bins,) numpy, float64."""
+    t = np.asarray(t, np.float64)
+    v_model = np.asarray(v_model, np.float64).reshape(len(t), -1)
+    v_ref = np.asarray(v_ref, np.float64).reshape(len(t), -1)
+    bins = np.clip(np.floor(t * num_bins).astype(int), 0, num_bins - 1)  # (n,)
+    error = np.bincount(bins, ((v_model - v_ref) ** 2).sum(axis=1), minlength=num_bins)
+    scale = np.bincount(bins, (v_ref ** 2).sum(axis=1), minlength=num_bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.bincount(bins, minlength=num_bins) > 0, error / scale, np.nan)

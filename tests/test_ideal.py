@@ -125,3 +125,71 @@ def test_copy_detectors_call_memorizer_samples_copies_and_test_images_novel():
     held_out, _ = metrics.nearest_neighbour_ratio(ds.test_images, ds.train_images)
     assert metrics.copy_fraction(memorized) >= 0.95
     assert metrics.copy_fraction(held_out) <= 0.05
+
+
+def brute_force_patch_velocity(train, labels, x_t, t, y, k):
+    """The patch memorizer pixel by pixel, float64: pixel p reads the k x k window of x_t whose
+    top-left corner is clip(p - k // 2, 0, H - k), weighs every k x k patch of every allowed
+    training image by Bayes' rule, and takes the posterior mean at p's place in the window."""
+    n, h, w, c = train.shape
+    patches, patch_labels = [], []
+    for image, label in zip(train, labels):
+        for i in range(h - k + 1):
+            for j in range(w - k + 1):
+                patches.append(image[i:i + k, j:j + k].ravel())
+                patch_labels.append(label)
+    patches, patch_labels = np.array(patches), np.array(patch_labels)
+    out = np.zeros(x_t.shape)
+    for b in range(len(x_t)):
+        allowed = patch_labels == y[b] if y[b] in labels else np.ones(len(patches), bool)  # no such image: all
+        for p in range(h):
+            for q in range(w):
+                top, left = min(max(p - k // 2, 0), h - k), min(max(q - k // 2, 0), w - k)
+                window = x_t[b, top:top + k, left:left + k].ravel()
+                log_w = np.where(allowed, -((window - t[b] * patches) ** 2).sum(axis=1) / (2 * (1 - t[b]) ** 2), -np.inf)
+                weights = np.exp(log_w - log_w.max())
+                mean = ((weights / weights.sum()) @ patches).reshape(k, k, c)
+                out[b, p, q] = (mean[p - top, q - left] - x_t[b, p, q]) / (1 - t[b])
+    return out
+
+
+def test_patch_memorizer_matches_brute_force_across_chunks():
+    rng = np.random.default_rng(1)
+    train = rng.standard_normal((3, 4, 4, 2))
+    labels = np.array([0, 1, 0])
+    x_t = rng.standard_normal((4, 4, 4, 2))
+    t = np.array([0.2, 0.5, 0.8, 0.6])
+    y = np.array([0, 1, NULL, 2])  # class 2 has no image: every patch
+    params = ideal.patch_memorizer_params(train, labels, num_classes=3, patch_size=3, chunk=5)  # 12 patches, 3 chunks
+    got = ideal.patch_memorizer_velocity(params, jnp.asarray(x_t, jnp.float32), jnp.asarray(t, jnp.float32),
+                                         jnp.asarray(y))
+    np.testing.assert_allclose(np.asarray(got), brute_force_patch_velocity(train, labels, x_t, t, y, 3),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_patch_memorizer_with_the_whole_image_as_its_patch_is_the_memorizer():
+    rng = np.random.default_rng(2)
+    train, labels = rng.standard_normal((6, 4, 4, 3)), np.array([0, 1, 2, 0, 1, 2])
+    x_t, t, y = rng.standard_normal((5, 4, 4, 3)), np.array([0.1, 0.4, 0.6, 0.9, 0.99]), np.array([0, 1, 2, NULL, 0])
+    args = jnp.asarray(x_t, jnp.float32), jnp.asarray(t, jnp.float32), jnp.asarray(y)
+    patch = ideal.patch_memorizer_velocity(ideal.patch_memorizer_params(train, labels, 3, patch_size=4), *args)
+    whole = ideal.memorizer_velocity(ideal.memorizer_params(train, labels, 3), *args)
+    np.testing.assert_allclose(np.asarray(patch), np.asarray(whole), rtol=1e-4, atol=1e-4)
+
+
+def test_relative_distance_by_bin_against_closed_forms():
+    rng = np.random.default_rng(3)
+    t = np.array([0.05, 0.15, 0.17, 0.95, 1.0])  # bins 0, 1, 1, 9, 9; bins 2..8 empty
+    v_ref = rng.standard_normal((5, 2, 2, 1))
+    distance = ideal.relative_distance_by_bin(3 * v_ref, v_ref, t)  # |2 v|^2 / |v|^2 = 4 in every bin
+    np.testing.assert_allclose(distance[[0, 1, 9]], 4.0)
+    assert np.isnan(distance[2:9]).all()
+    # one training image: its Gaussian fit (zero covariance) and the memorizer are the same
+    # denoiser, (x_1 - x_t) / (1 - t), so each is at distance 0 from the other
+    image = rng.standard_normal((1, 4, 4, 3))
+    x_t, t = rng.standard_normal((10, 4, 4, 3)), rng.uniform(0, 0.95, 10)
+    args = jnp.asarray(x_t, jnp.float32), jnp.asarray(t, jnp.float32), jnp.full(10, NULL)
+    gaussian = ideal.gaussian_velocity(ideal.gaussian_params(image), *args)
+    memorizer = ideal.memorizer_velocity(ideal.memorizer_params(image, np.array([0]), 3), *args)
+    assert np.nanmax(ideal.relative_distance_by_bin(gaussian, memorizer, t)) < 1e-6
+    assert np.nanmax(ideal.relative_distance_by_bin(memorizer, memorizer, t)) == 0.0
