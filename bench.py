@@ -6,6 +6,7 @@ a PyTorch twin of the same U-Net (tests/torch_twin.py: same architecture, same w
     python bench.py --preset cpu --torch               # + the twin: eager and torch.compile, JAX/torch ratios
     python bench.py --suite --torch                    # the standard set of configs, one table
     python bench.py --preset cpu --profile /tmp/trace  # + a jax.profiler trace of 5 train steps
+    python bench.py --features                         # images/s of each feature space (features.py)
 
 What is timed:
   - train: train.make_train_step(cfg), the step train.py runs (forward, backward, Adam, EMA,
@@ -31,6 +32,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+import features
 import flow
 import parallel
 import train
@@ -292,6 +294,28 @@ def bench(cfg, with_torch, peak, profile_dir=None):
     return row
 
 
+def feature_spaces(n_images=64, image_size=32, batch=64):
+    """Images/s of each feature space's network on random images, spread over every local
+    device; a space whose weights are not downloaded runs with random weights of its shapes."""
+    devices = jax.local_devices()
+    print(f"{len(devices)} {devices[0].platform} device(s) ({devices[0].device_kind}); {n_images} random "
+          f"{image_size}x{image_size} uint8 images, {batch} per batch over all devices")
+    images = np.random.default_rng(0).integers(0, 256, (n_images, image_size, image_size, 3), np.uint8)
+    present = features.available_spaces()
+    for space in features.SPACES:
+        random = space in features.WEIGHTS and space not in present
+        extract = features.feature_extractor(space, map_batches=parallel.over_devices(batch),
+                                             torch_state=features.random_torch_state(space) if random else None)
+        compile_seconds = first_call_seconds(lambda: extract(images[:batch]))  # compiles for the batch shape
+        start = time.perf_counter()
+        dim = extract(images).shape[1]
+        seconds = time.perf_counter() - start
+        weights = "RANDOM weights (none downloaded)" if random else \
+            "published weights" if space in features.WEIGHTS else "no weights"
+        print(f"{space:>9}: {n_images / seconds:8.1f} images/s  (D={dim}, {weights}, first call "
+              f"incl. compile {compile_seconds:.1f} s)")
+
+
 def suite(with_torch, peak):
     rows = []
     for name, flags in SUITE:
@@ -318,6 +342,10 @@ def main(argv):
     if "-h" in argv or "--help" in argv:
         print(__doc__ + "\n" + train.flag_help())
         return
+    parallel.use_fast_cpu_convolutions()  # as train.py and sweep.py run
+    if argv == ["--features"]:
+        feature_spaces()
+        return
     with_torch = "--torch" in argv
     run_suite = "--suite" in argv
     profile_dir = None
@@ -327,7 +355,6 @@ def main(argv):
             raise SystemExit("error: --profile needs a directory to write the trace to")
         profile_dir, argv = argv[at + 1], argv[:at] + argv[at + 2:]
     flags = [a for a in argv if a not in ("--torch", "--suite")]
-    parallel.use_fast_cpu_convolutions()  # as train.py and sweep.py run
     peak = matmul_rate()
     if run_suite:
         if flags or profile_dir:

@@ -2,7 +2,8 @@
 
 Every loader returns a Dataset of uint8 images (n, H, W, 3), NHWC, with int32 labels in
 [0, num_classes). The training split is the FIRST N images, so a run with N=4096 sees the images of
-the run with N=2048 and 2048 more; the test split is a fixed set (5,120 images by default).
+the run with N=2048 and 2048 more; the test split is a fixed set (5,120 images by default). With offset k the training split is
+images k .. k + N - 1 instead: offset N gives a twin training set, disjoint from the first N.
 
   cifar10   the official binary archive (cifar-10-binary.tar.gz, fixed-length records:
             1 label byte + 3072 pixel bytes, R, G, B planes of 32x32): downloaded with a
@@ -33,25 +34,17 @@ the run with N=2048 and 2048 more; the test split is a fixed set (5,120 images b
 
     python data.py cifar10 --data-dir ~/.cache/diffmem/data   # download and check CIFAR-10
     python data.py leaves --out leaves.png                    # look at the built-in data
-
-It also holds the two file helpers every other file uses: atomic_write (a temporary file
-unique to this process and host, renamed into place) and file_hash.
 """
 import colorsys
-import contextlib
 import dataclasses
-import hashlib
-import os
 import sys
 import tarfile
-import tempfile
-import time
-import urllib.error
-import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+import files
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -72,62 +65,7 @@ class Dataset:
     test_labels: np.ndarray
 
 
-# --- files: atomic writes, hashes, downloads ------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode="wb", check=None):
-    """with atomic_write(path) as f: write to f. The data goes to a temporary file beside
-    `path` whose name is unique to this process (mkstemp), so jobs of an array or hosts on
-    a shared file system never write into each other's file; check(temporary path), if
-    given, may raise to reject it; then it is renamed onto `path` in one step. A reader sees
-    the old file or the new one, never half of one; on any error the temporary is removed.
-    When two jobs write the same cache, the last rename wins and both files are whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as file:
-            yield file
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide shared caches from others
-        if check is not None:
-            check(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def file_hash(path, algorithm="sha256"):
-    """Hex digest of a file's bytes, read in chunks."""
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, algorithm).hexdigest()
-
-
-def download(url, dest, check=None):
-    """Download url to dest with a progress line on stderr. check(path) may raise to reject
-    the file before it takes its final name: dest is whole or absent."""
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, atomic_write(dest, check=check) as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            done, start = 0, time.time()
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                done += len(chunk)
-                rate = done / max(time.time() - start, 1e-6) / 1e6
-                of_total = f"/{total / 1e6:.1f} MB ({100 * done / total:.0f}%)" if total else " MB"
-                print(f"\rdownloading {url}: {done / 1e6:.1f}{of_total} {rate:.1f} MB/s",
-                      end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
-    except (urllib.error.URLError, OSError) as err:
-        raise DataError(f"cannot download {url} ({err}); with no network, download it elsewhere "
-                        f"and put it at {dest}") from None
-
-
 # --- CIFAR-10 ---------------------------------------------------------------------------
-
 
 
 def read_cifar_records(archive, member):
@@ -143,36 +81,41 @@ def read_cifar_records(archive, member):
     return np.ascontiguousarray(images), records[:, 0].astype(np.int32)
 
 
-def load_cifar10(data_dir, num_train, num_test):
+def load_cifar10(data_dir, num_train, num_test, offset=0):
     data_dir = Path(data_dir).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
     archive = data_dir / "cifar-10-binary.tar.gz"
     if not archive.exists():
-        download(CIFAR_URL, archive)
-    found = file_hash(archive, "md5")
+        files.download(CIFAR_URL, archive)
+    found = files.file_hash(archive, "md5")
     if found != CIFAR_MD5:
         raise DataError(f"{archive} has MD5 {found}, expected {CIFAR_MD5} (corrupt or partial "
                         f"download); delete it and run again to download {CIFAR_URL}")
-    check_sizes(num_train, 50_000, num_test, 10_000, "CIFAR-10")
+    check_sizes(offset + num_train, 50_000, num_test, 10_000, "CIFAR-10")
     try:
         train = []
-        for name in CIFAR_TRAIN_FILES:  # read batch files until the first N are in
+        for name in CIFAR_TRAIN_FILES:  # read batch files until images up to offset + N are in
             train.append(read_cifar_records(archive, name))
-            if sum(len(labels) for _, labels in train) >= num_train:
+            if sum(len(labels) for _, labels in train) >= offset + num_train:
                 break
         test_images, test_labels = read_cifar_records(archive, CIFAR_TEST_FILE)
     except (tarfile.TarError, KeyError, EOFError, OSError, zlib.error) as err:
         raise DataError(f"{archive} is not a readable CIFAR-10 binary archive ({err}); "
                         f"delete it and run again") from None
-    train_images = np.concatenate([images for images, _ in train])[:num_train]
-    train_labels = np.concatenate([labels for _, labels in train])[:num_train]
+    chosen = slice(offset, offset + num_train)
+    train_images = np.concatenate([images for images, _ in train])[chosen]
+    train_labels = np.concatenate([labels for _, labels in train])[chosen]
+    if len(train_labels) < num_train:  # an archive with shorter batch files than the official one
+        raise DataError(f"{archive} holds fewer training images than data_offset={offset} plus "
+                        f"num_train={num_train}; delete it and run again to download {CIFAR_URL}")
     return Dataset(train_images, train_labels, test_images[:num_test], test_labels[:num_test])
 
 
-def check_sizes(num_train, have_train, num_test, have_test, name):
-    if num_train > have_train or num_test > have_test:
+def check_sizes(last_train, have_train, num_test, have_test, name):
+    if last_train > have_train or num_test > have_test:
         raise DataError(f"{name} has {have_train} training and {have_test} test images; asked for "
-                        f"num_train={num_train} and num_test={num_test}: lower them")
+                        f"training images up to {last_train} (num_train plus data_offset) and "
+                        f"num_test={num_test}: lower them")
 
 
 # --- the built-in procedural dataset -------------------------------------------------------
@@ -249,20 +192,20 @@ def render_shape(label, rng, size):
     return to_pixels(np.where(mask, colors[2], background), size)  # from (n, n, 3) in [0, 1]
 
 
-def shapes_split(seed, split, n, size=32):
-    """The first n images of a split ('train' or 'test') of the procedural dataset."""
+def shapes_split(seed, split, n, size=32, start=0):
+    """Images start .. start + n - 1 of a split ('train' or 'test') of the procedural dataset."""
     split_id = {"train": 0, "test": 1}[split]
     images = np.empty((n, size, size, 3), np.uint8)
     labels = np.empty(n, np.int32)
     for i in range(n):
-        rng = np.random.default_rng([seed, split_id, i])
+        rng = np.random.default_rng([seed, split_id, start + i])
         labels[i] = rng.integers(len(SHAPE_CLASSES))
         images[i] = render_shape(labels[i], rng, size)
     return images, labels
 
 
-def load_shapes(num_train, num_test, seed=0, size=32):
-    train = shapes_split(seed, "train", num_train, size)
+def load_shapes(num_train, num_test, seed=0, size=32, offset=0):
+    train = shapes_split(seed, "train", num_train, size, start=offset)
     test = shapes_split(seed, "test", num_test, size)
     return Dataset(*train, *test)
 
@@ -302,22 +245,43 @@ def render_leaves(disks, colours, size):
     return to_pixels(image, size)
 
 
-def leaves_split(seed, split, n, size=32):
-    """The first n images of a split of the dead-leaves dataset: image i depends only on
-    (seed, split, i), its label is i mod 10 (balanced classes in every prefix)."""
+def leaves_split(seed, split, n, size=32, start=0):
+    """Images start .. start + n - 1 of a split of the dead-leaves dataset: image i depends
+    only on (seed, split, i), its label is i mod 10 (balanced classes in every prefix)."""
     split_id = {"train": 2, "test": 3}[split]  # streams apart from those of shapes
     images = np.empty((n, size, size, 3), np.uint8)
-    labels = np.arange(n, dtype=np.int32) % 10
+    labels = np.arange(start, start + n, dtype=np.int32) % 10
     for i in range(n):
-        images[i] = render_leaves(*draw_leaves(labels[i], np.random.default_rng([seed, split_id, i])), size)
+        images[i] = render_leaves(*draw_leaves(labels[i], np.random.default_rng([seed, split_id, start + i])), size)
     return images, labels
 
 
-def load_leaves(num_train, num_test, seed=0, size=32):
-    return Dataset(*leaves_split(seed, "train", num_train, size), *leaves_split(seed, "test", num_test, size))
+def load_leaves(num_train, num_test, seed=0, size=32, offset=0):
+    return Dataset(*leaves_split(seed, "train", num_train, size, start=offset),
+                   *leaves_split(seed, "test", num_test, size))
 
 
 # --- an image folder ------------------------------------------------------------------------
+
+
+def as_rgb8(img, path):
+    """A Pillow image as 8-bit RGB, scaled from its own range: convert("RGB") alone clips
+    16-bit images (nearly all pixels at 255) and truncates float ones (all 0)."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        values = np.asarray(img, np.float64)
+        if img.mode == "F":  # float images: [0, 1] or [0, 255]
+            top = 1.0 if values.max() <= 1.0 else 255.0
+            if values.min() < 0 or values.max() > 255 or not np.isfinite(values).all():
+                raise DataError(f"{path}: float pixel values outside [0, 1] and [0, 255] (from {values.min():g} "
+                                f"to {values.max():g}); save it as an 8- or 16-bit image")
+        else:  # 16-bit images, and 32-bit integer ones holding 16-bit data
+            top = 65535.0
+            if values.min() < 0 or values.max() > 65535:
+                raise DataError(f"{path}: integer pixel values outside 0..65535; save it as an 8- or 16-bit image")
+        img = Image.fromarray(np.round(values * (255.0 / top)).astype(np.uint8), "L")
+    return img.convert("RGB")
 
 
 def load_image(path, size):
@@ -325,7 +289,7 @@ def load_image(path, size):
 
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            img = as_rgb8(img, path)
             side = min(img.size)
             left, top = (img.width - side) // 2, (img.height - side) // 2
             img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
@@ -351,7 +315,7 @@ def folder_items(root, class_names):
     return [items[i] for i in np.random.default_rng(0).permutation(len(items))]
 
 
-def load_folder(root, num_train, num_test, size=32, num_classes=10):
+def load_folder(root, num_train, num_test, size=32, num_classes=10, offset=0):
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"dataset '{root}' is neither 'cifar10', 'shapes', 'leaves' nor a folder")
@@ -364,35 +328,37 @@ def load_folder(root, num_train, num_test, size=32, num_classes=10):
         if extra := sorted({d.name for d in class_folders(root / "test")} - set(class_names)):
             raise DataError(f"{root}/test has classes that {root}/train lacks: {extra}")
         train_items, test_items = folder_items(root / "train", class_names), folder_items(root / "test", class_names)
-        if num_train > len(train_items) or num_test > len(test_items):
+        if offset + num_train > len(train_items) or num_test > len(test_items):
             raise DataError(f"{root} has {len(train_items)} training and {len(test_items)} test images; asked for "
-                            f"num_train={num_train} and num_test={num_test}: lower them or add images")
-        chosen = train_items[:num_train] + test_items[:num_test]
+                            f"num_train={num_train} from data_offset={offset} and num_test={num_test}: lower "
+                            f"them or add images")
+        chosen = train_items[offset:offset + num_train] + test_items[:num_test]
     else:  # one pool: the first N of the fixed order for training, the last num_test for test
         items = folder_items(root, class_names)
-        if num_train + num_test > len(items):
-            raise DataError(f"{root} has {len(items)} images; num_train={num_train} plus "
-                            f"num_test={num_test} needs more: lower them or add images")
-        chosen = items[:num_train] + items[len(items) - num_test:]
+        if offset + num_train + num_test > len(items):
+            raise DataError(f"{root} has {len(items)} images; data_offset={offset} plus num_train={num_train} "
+                            f"plus num_test={num_test} needs more: lower them or add images")
+        chosen = items[offset:offset + num_train] + items[len(items) - num_test:]
     images = np.stack([load_image(path, size) for path, _ in chosen])
     labels = np.array([label for _, label in chosen], np.int32)
     return Dataset(images[:num_train], labels[:num_train], images[num_train:], labels[num_train:])
 
 
-def load(dataset, *, num_train, num_test, data_dir, image_size=32, seed=0, num_classes=10):
-    """The dataset named by `dataset` ('cifar10', 'leaves', 'shapes' or a folder path). seed draws
-    the procedural images; CIFAR-10 and folders are fixed."""
+def load(dataset, *, num_train, num_test, data_dir, image_size=32, seed=0, num_classes=10, offset=0):
+    """The dataset named by `dataset` ('cifar10', 'leaves', 'shapes' or a folder path), its
+    training split images offset .. offset + num_train - 1. seed draws the procedural images;
+    CIFAR-10 and folders are fixed."""
     if dataset == "cifar10":
         if image_size not in (8, 16, 32):
             raise DataError(f"CIFAR-10 images are 32x32 (8 and 16 by averaging blocks); got image_size={image_size}")
-        ds = load_cifar10(data_dir, num_train, num_test)
+        ds = load_cifar10(data_dir, num_train, num_test, offset)
         shrink = lambda x: average_pool(x, 32 // image_size)
         return Dataset(shrink(ds.train_images), ds.train_labels, shrink(ds.test_images), ds.test_labels)
     if dataset == "shapes":
-        return load_shapes(num_train, num_test, seed, image_size)
+        return load_shapes(num_train, num_test, seed, image_size, offset)
     if dataset == "leaves":
-        return load_leaves(num_train, num_test, seed, image_size)
-    return load_folder(dataset, num_train, num_test, image_size, num_classes)
+        return load_leaves(num_train, num_test, seed, image_size, offset)
+    return load_folder(dataset, num_train, num_test, image_size, num_classes, offset)
 
 
 def average_pool(images, factor):
@@ -414,7 +380,7 @@ def save_grid(images, path, columns=None):
     padded = np.zeros((rows * columns, h, w, c), np.uint8)
     padded[:n] = images
     grid = padded.reshape(rows, columns, h, w, c).swapaxes(1, 2).reshape(rows * h, columns * w, c)
-    with atomic_write(path) as file:
+    with files.atomic_write(path) as file:
         Image.fromarray(grid).save(file, format="PNG")
 
 

@@ -1,7 +1,7 @@
 """Evaluation of a run at one step: the numbers of one row of its log.npz.
 
     evaluate = make_evaluator(cfg, velocity, dataset, run_dir, key, sample_velocity)
-    row = evaluate(state, step, samples=True)   # state: {"params", "ema", ...} as numpy
+    row = evaluate(state, step, samples=True)   # state: {"params", "ema"}, replicated
 
 A row holds
 - the denoising loss on a fixed set of training images and on the test set, with its
@@ -38,6 +38,7 @@ import jax
 import numpy as np
 
 import data
+import files
 import features
 import flow
 import ideal
@@ -52,7 +53,7 @@ def reference_features(extract, fingerprint, images, cache_dir):
     if path.exists():  # also when another job of the array wrote it
         return np.load(path)
     feats = extract(images)
-    with data.atomic_write(path) as file:
+    with files.atomic_write(path) as file:
         np.save(file, feats)
     return feats
 
@@ -117,7 +118,7 @@ def make_sample_metrics(cfg, dataset, fidelity, train_features):
             row["mem_sscd"] = metrics.memorization_score(cosine[:, 0])
             extra.update(nearest_sscd=dataset.train_images[index[shown, 0]], cosine_sscd=cosine[shown, 0])
         if jax.process_index() == 0:
-            with data.atomic_write(npz_path) as file:
+            with files.atomic_write(npz_path) as file:
                 np.savez(file, **extra)
         return row
 
@@ -152,6 +153,7 @@ def compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels):
                                        cfg.num_classes)
     gaussian = ideal.gaussian_params(data.to_model_range(dataset.train_images))
     refs = {}
+    memorizer, gaussian = parallel.replicate(memorizer), parallel.replicate(gaussian)
     for name, velocity, params in [("memorizer", ideal.memorizer_velocity, memorizer),
                                    ("gaussian", ideal.gaussian_velocity, gaussian)]:
         loss_fn = parallel.data_parallel(lambda p, x, y, noise, t, v=velocity: flow.per_sample_loss(v, p, x, y, noise, t))
@@ -177,7 +179,7 @@ def load_or_compute_references(cfg, dataset, loss_sets, sample_noise, sample_lab
           f"memorizer loss train {refs['memorizer_train_loss']:.4g} test {refs['memorizer_test_loss']:.4g}, "
           f"Gaussian train {refs['gaussian_train_loss']:.4g} test {refs['gaussian_test_loss']:.4g}", flush=True)
     if jax.process_index() == 0:
-        with data.atomic_write(path) as file:
+        with files.atomic_write(path) as file:
             np.savez(file, **refs)
     return refs
 

@@ -27,21 +27,20 @@ torchfile.py (which refuses anything but dicts and tensors), then cached once as
 (this file's code, the weights, the input size), so cached features of a dataset are
 recomputed when any of it changes.
 
-    python features.py --bench      images/s of each space on this machine
     python features.py --download   fetch and convert the weights (needs internet)
+    python bench.py --features      images/s of each space on this machine
 """
 import argparse
 import functools
 import hashlib
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-import data
+import files
 import torchfile
 
 WEIGHTS = {  # space: (url, SHA-256 prefix published in the file name, or None)
@@ -50,6 +49,10 @@ WEIGHTS = {  # space: (url, SHA-256 prefix published in the file name, or None)
     "sscd": ("https://dl.fbaipublicfiles.com/sscd-copy-detection/sscd_disc_mixup.torchvision.pt", None),
 }
 SPACES = ("pixels", "randconv", "inception", "sscd")
+
+
+class WeightsError(ValueError):
+    """A weight file that is not the network's: damaged, another file, or other keys."""
 RANDCONV_WIDTHS, RANDCONV_SEED = (64, 128, 256), 0
 DEFAULT_RESIZE = {"inception": 299, "sscd": 288}
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -75,9 +78,9 @@ def weight_paths(space, weights_dir=None):
 def check_sha256(path, expected_prefix, url):
     if expected_prefix is None:
         return
-    found = data.file_hash(path, "sha256")[:len(expected_prefix)]
+    found = files.file_hash(path, "sha256")[:len(expected_prefix)]
     if found != expected_prefix:
-        raise data.DataError(f"{path}: SHA-256 begins {found}, expected {expected_prefix}: the file is damaged "
+        raise WeightsError(f"{path}: SHA-256 begins {found}, expected {expected_prefix}: the file is damaged "
                          f"or not the published one; delete it and download it again from {url}")
 
 
@@ -99,10 +102,10 @@ def load_torch_state(space, weights_dir=None, allow_download=True):
         if not allow_download:
             raise FileNotFoundError(f"{space} weights missing: {fix}")
         # the hash is checked before the file takes its final name
-        data.download(url, path, check=lambda part: check_sha256(part, sha256_prefix, url))
+        files.download(url, path, check=lambda part: check_sha256(part, sha256_prefix, url))
     check_sha256(path, sha256_prefix, url)
     state = {name: float32_if_float(array) for name, array in torchfile.read_torch_file(path).items()}
-    with data.atomic_write(cache) as file:  # a reader never sees half a cache
+    with files.atomic_write(cache) as file:  # a reader never sees half a cache
         np.savez(file, **state)
     return state
 
@@ -121,7 +124,7 @@ def fingerprint(space, weights_dir=None, resize_to=None):
         digest.update(source.read())
     if space in WEIGHTS:
         load_torch_state(space, weights_dir, allow_download=False)  # converts the published file once
-        digest.update(data.file_hash(weight_paths(space, weights_dir)[1]).encode())
+        digest.update(files.file_hash(weight_paths(space, weights_dir)[1]).encode())
     return digest.hexdigest()[:16]
 
 
@@ -257,7 +260,7 @@ def strip_prefix(state, anchor, anchor_shape, source):
                   if key.endswith(anchor) and value.shape == anchor_shape]
     prefixes = [prefix for prefix in candidates if prefix == "" or prefix.endswith(".")]
     if len(prefixes) != 1:
-        raise data.DataError(f"{source}: expected one '<prefix>{anchor}' of shape {anchor_shape}, found "
+        raise WeightsError(f"{source}: expected one '<prefix>{anchor}' of shape {anchor_shape}, found "
                          f"{len(prefixes)}; the file's keys begin {sorted(state)[:4]}")
     return {key[len(prefixes[0]):]: value for key, value in state.items() if key.startswith(prefixes[0])}
 
@@ -274,7 +277,7 @@ def fold_batchnorm(state, units, eps, source):
     wrong = [f"{key} {state[key].shape} != {shape}" for key, shape in expected.items()
              if key in state and state[key].shape != shape]
     if missing or wrong:
-        raise data.DataError(f"{source}: {len(missing)} of {len(expected)} expected weights missing "
+        raise WeightsError(f"{source}: {len(missing)} of {len(expected)} expected weights missing "
                          f"(e.g. {missing[:3]}), wrong shapes: {wrong[:3]}; "
                          f"the file's keys begin {sorted(state)[:4]}")
     params = {}
@@ -303,7 +306,7 @@ def sscd_projection(state, source):
     backbone.fc; a classy-format file would call it embeddings.1), and its bias."""
     found = [key for key, value in state.items() if key.endswith("weight") and value.shape == (512, 2048)]
     if len(found) != 1 or found[0][:-len("weight")] + "bias" not in state:
-        raise data.DataError(f"{source}: expected one (512, 2048) projection '<prefix>fc.weight' with its bias, "
+        raise WeightsError(f"{source}: expected one (512, 2048) projection '<prefix>fc.weight' with its bias, "
                          f"found {found}")
     return {"kernel": state[found[0]].T, "bias": state[found[0][:-len("weight")] + "bias"]}
 
@@ -517,44 +520,15 @@ def extract_features(space, images, weights_dir=None, **options):
     return feature_extractor(space, weights_dir, **options)(images)
 
 
-def benchmark(weights_dir, n_images, image_size, batch):
-    import parallel  # its data-parallel runner spreads each batch over every local device
-
-    devices = jax.local_devices()
-    print(f"{len(devices)} {devices[0].platform} device(s) ({devices[0].device_kind}); "
-          f"{n_images} random {image_size}x{image_size} uint8 images, {batch} per batch over all devices")
-    images = np.random.default_rng(0).integers(0, 256, (n_images, image_size, image_size, 3), np.uint8)
-    present = available_spaces(weights_dir)
-    for space in SPACES:
-        random = space in WEIGHTS and space not in present
-        extract = feature_extractor(space, weights_dir, map_batches=parallel.over_devices(batch),
-                                    torch_state=random_torch_state(space) if random else None)
-        start = time.perf_counter()
-        extract(images[:batch])  # compiles for the full batch shape
-        compiled = time.perf_counter()
-        features = extract(images)
-        seconds = time.perf_counter() - compiled
-        weights = f"RANDOM weights (none in {weights_dir or default_weights_dir()})" if random else \
-            "published weights" if space in WEIGHTS else "no weights"
-        print(f"{space:>9}: {n_images / seconds:8.1f} images/s  (D={features.shape[1]}, {weights}, "
-              f"first step incl. compile {compiled - start:.1f} s)")
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bench", action="store_true", help="print images/s of each feature space")
     parser.add_argument("--download", action="store_true", help="download and convert the published weights")
     parser.add_argument("--weights-dir", default=None,
                         help="default: $DIFFMEM_WEIGHTS or ~/.cache/diffmem/weights")
-    parser.add_argument("--images", type=int, default=64, help="benchmark: number of images")
-    parser.add_argument("--image-size", type=int, default=32, help="benchmark: input height and width")
-    parser.add_argument("--batch", type=int, default=64, help="benchmark: images per batch, over all devices")
     args = parser.parse_args()
     if args.download:
         for space in WEIGHTS:
             load_torch_state(space, args.weights_dir)
             print(f"{space}: {weight_paths(space, args.weights_dir)[1]}")
-    if args.bench:
-        benchmark(args.weights_dir, args.images, args.image_size, args.batch)
-    if not (args.bench or args.download):
+    else:
         parser.print_help()

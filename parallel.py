@@ -22,8 +22,8 @@ import numpy as np
 AXIS = "batch"  # the name lax.pmean and friends use for "all devices"
 
 # On a CPU, XLA's Eigen convolutions are faster than the YNNPACK ones jaxlib 0.10 picks by
-# default: a cpu-preset train step at B=128 takes 0.80 of the time (bench.py). The flag only
-# touches XLA's CPU backend; XLA reads XLA_FLAGS once, when the first computation starts.
+# default (bench.py measures both). The flag only touches XLA's CPU backend; XLA reads
+# XLA_FLAGS once, when the first computation starts.
 CPU_CONVOLUTION_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 
 
@@ -35,9 +35,31 @@ def use_fast_cpu_convolutions():
         os.environ["XLA_FLAGS"] = f"{flags} {CPU_CONVOLUTION_FLAG}".strip()
 
 
+class AcceleratorError(RuntimeError):
+    """An accelerator was installed for jax, and jax does not see it."""
+
+
+ACCELERATOR_PACKAGES = ("jax-cuda12-plugin", "jax-cuda13-plugin", "libtpu", "jax-rocm-plugin")
+
+
+def check_accelerator():
+    """Refuse to run on the CPU when a jax accelerator plugin is installed (a broken CUDA
+    install, a TPU host without its devices): training would silently take days on the CPU.
+    JAX_PLATFORMS=cpu says the CPU is meant."""
+    from importlib import metadata
+
+    names = {(d.metadata["Name"] or "").lower().replace("_", "-") for d in metadata.distributions()}
+    installed = sorted(names & set(ACCELERATOR_PACKAGES))
+    if installed and jax.default_backend() == "cpu" and os.environ.get("JAX_PLATFORMS", "") != "cpu":
+        raise AcceleratorError(f"{', '.join(installed)} is installed but jax sees only the CPU: fix the "
+                               f"driver install (python -c 'import jax; print(jax.devices())' shows what jax "
+                               f"sees), or set JAX_PLATFORMS=cpu to run on the CPU")
+
+
 def init_distributed():
     """Several hosts: join the job described by JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-    JAX_PROCESS_ID; on one host (those unset) only the CPU convolution flag is set."""
+    JAX_PROCESS_ID; on one host (those unset) only the CPU convolution flag is set. Then check
+    that an installed accelerator is the backend."""
     use_fast_cpu_convolutions()
     if "JAX_NUM_PROCESSES" in os.environ:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts (tests)
@@ -49,6 +71,7 @@ def init_distributed():
         # lazily at the first computation instead, a host that is slower to get there (data,
         # compilation) can make the others time out
         multihost_utils.sync_global_devices("hosts up")
+    check_accelerator()
 
 
 def data_parallel(fn):
@@ -95,10 +118,11 @@ def gather(x):
 def run_batched(fn, params, *arrays, batch):
     """A data_parallel fn(params, *chunks) over all rows of `arrays`, in global chunks of
     `batch` rows (rounded up to split over every device, the last chunk padded with copies
-    of its first row); each host feeds its slice. Returns the rows as numpy."""
+    of its first row); each host feeds its slice. params are replicated (replicate(): they
+    stay on the devices between calls). Returns the rows as numpy."""
     n_dev = jax.device_count()
     batch = -(-min(batch, len(arrays[0])) // n_dev) * n_dev
-    params, mine, out = replicate(params), host_slice(batch), []
+    mine, out = host_slice(batch), []
     for start in range(0, len(arrays[0]), batch):
         chunk = [a[start:start + batch] for a in arrays]
         real = len(chunk[0])
@@ -110,4 +134,4 @@ def run_batched(fn, params, *arrays, batch):
 def over_devices(batch):
     """map_batches for features.feature_extractor: the network on every device, in global
     batches of `batch` images."""
-    return lambda apply, params, images: run_batched(data_parallel(apply), params, images, batch=batch)
+    return lambda apply, params, images: run_batched(data_parallel(apply), replicate(params), images, batch=batch)

@@ -172,7 +172,10 @@ def main(argv):
                                      epilog="Other flags are train.Config fields.")
     add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
-    cfg = train.make_config(train.parse_flags(rest))
+    try:
+        cfg = train.make_config(train.parse_flags(rest))
+    except train.ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
     print_plan([("run", cfg)], args.hardware, args.devices, args.utilization, args.bf16)
 
 

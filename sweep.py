@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-import data
+import files
 import metrics
 import plan
 import study
@@ -52,14 +52,13 @@ def axis_minima(preset):
     return {field: min(values) for field, values, _ in study.AXES[preset].values()}
 
 
+FIX = "give this sweep another --out"  # what a run directory holding another config suggests
+
+
 def is_complete(cfg):
     """Whether cfg.run_dir holds the finished run of cfg. A run directory that holds another
     config (an earlier sweep with other flags) is an error, never a finished run to skip."""
-    saved = train.saved_config(cfg.run_dir)
-    if saved is not None:
-        train.check_resume(saved, dataclasses.asdict(cfg), cfg.run_dir, fix="give this sweep another --out")
-    log = metrics.load_log(cfg.run_dir)
-    return bool(log) and int(log["step"][-1]) >= cfg.steps
+    return train.resolve_run(dataclasses.asdict(cfg), FIX)[1] == "complete"
 
 
 def summarize(runs, out_dir, field, mins):
@@ -93,7 +92,7 @@ def summarize(runs, out_dir, field, mins):
         fit = metrics.scaling_fit([r["value"] for r in rows], [r["tau_mem"] for r in rows])
         print(f"tau_mem vs N: log-log slope {fit['loglog_slope']:.2f} (1 = proportional); through the origin "
               f"tau_mem = {fit['origin_slope']:.3g} N, R^2 = {fit['origin_r2']:.2f}")
-    with data.atomic_write(Path(out_dir) / "summary.npz") as file:
+    with files.atomic_write(Path(out_dir) / "summary.npz") as file:
         np.savez(file, **{k: np.array([r[k] for r in rows]) for k in rows[0]})
     return rows
 
@@ -120,15 +119,24 @@ def main(argv):
 
     import parallel
 
-    parallel.init_distributed()
+    try:
+        parallel.init_distributed()
+    except parallel.AcceleratorError as err:
+        raise SystemExit(f"error: {err}") from None
     train.enable_compilation_cache()
+    if not args.preset and "dataset" in overrides:
+        raise SystemExit("error: --dataset without --preset: name the preset the data set is for (--preset paper "
+                         "for cifar10); the default preset follows the machine, not the data")
     preset = args.preset or ("cpu" if jax.default_backend() == "cpu" else "paper")
     if not args.preset:
         print(f"preset '{preset}' (the default on a {jax.default_backend()} backend; --preset to change)")
     if args.axis not in study.AXES[preset]:
         raise SystemExit(f"error: preset {preset!r} has no axis {args.axis!r}; it has {', '.join(study.AXES[preset])}")
     out_dir = Path(args.out or f"sweeps/{preset}-{args.axis}")
-    runs = run_configs(preset, args.axis, out_dir, overrides)
+    try:
+        runs = run_configs(preset, args.axis, out_dir, overrides)
+    except train.ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
     field = study.AXES[preset][args.axis][0]
     if args.index is not None and not 0 <= args.index < len(runs):
         raise SystemExit(f"error: --index {args.index}: the {args.axis} axis has runs 0 to {len(runs) - 1}")
@@ -138,22 +146,23 @@ def main(argv):
         return
     if args.list:
         for i, (name, cfg) in enumerate(runs):
+            try:
+                complete = is_complete(cfg)
+            except train.USER_ERRORS as err:
+                raise SystemExit(f"error in {name}: {err}") from None
             print(f"{i}  {name:<14} {field}={getattr(cfg, field):g} steps={cfg.steps}  {cfg.run_dir}"
-                  + ("  (complete)" if is_complete(cfg) else ""))
+                  + ("  (complete)" if complete else ""))
         return
     mins = axis_minima(preset)
-    with data.atomic_write(out_dir / "sweep.json", "w") as file:
+    with files.atomic_write(out_dir / "sweep.json", "w") as file:
         json.dump({"preset": preset, "axis": args.axis, "field": field, "runs": [name for name, _ in runs],
                    "normalization": mins}, file, indent=2)
     chosen = runs if args.index is None else [runs[args.index]]
     if not args.summary:
         for name, cfg in chosen:
-            if is_complete(cfg):
-                print(f"{name}: complete, skipped")
-                continue
             print(f"\n=== {name}: {field}={getattr(cfg, field):g}, {cfg.steps} steps -> {cfg.run_dir}", flush=True)
             try:
-                train.train(cfg)
+                train.train(cfg, fix=FIX)  # a complete run only says so
             except train.USER_ERRORS as err:
                 raise SystemExit(f"error in {name}: {err}") from None
     if args.index is None or args.summary:

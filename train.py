@@ -20,8 +20,8 @@ parallelism is parallel.py's (replicated state, sharded batch, gradients average
 lax.pmean), the same code on 1 device, n devices and several hosts; evaluation is
 evaluate.py's; speed is measured by bench.py.
 """
+import contextlib
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -35,8 +35,10 @@ import optax
 import data
 import evaluate
 import features
+import files
 import flow
 import parallel
+import rundir
 import study
 import torchfile
 import unet
@@ -50,6 +52,7 @@ class Config:
     num_test: int = 5120
     data_dir: str = "~/.cache/diffmem/data"
     data_seed: int = 0  # which draw of the built-in images; CIFAR-10 and folders are fixed
+    data_offset: int = 0  # train on images data_offset .. data_offset + N - 1 (a twin run: --data_offset N)
     # model (unet.UNetConfig); base_channels 16, 32, 64, 128, 192 give the paper's five sizes
     image_size: int = 32
     base_channels: int = 128
@@ -83,10 +86,11 @@ class Config:
     swd_samples: int = 512  # (the paper: 2000)
     feature_spaces: tuple[str, ...] = ("inception", "sscd", "randconv", "pixels")  # fixed at the run's start
     weights_dir: str = ""  # "" = $DIFFMEM_WEIGHTS, else ~/.cache/diffmem/weights
+    allow_missing_weights: bool = False  # True: a new run measures only in the spaces it has weights for
     grid_samples: int = 64
     # bookkeeping
     run_dir: str = "runs/default"
-    checkpoint_minutes: float = 10.0  # also checkpointed at every evaluation
+    checkpoint_minutes: float = 10.0  # and at the end; log.npz is written at every evaluation
     tick_seconds: float = 10.0  # one status line per tick
 
     def __post_init__(self):
@@ -99,9 +103,17 @@ class Config:
             raise ValueError(f"num_train={self.num_train}, eval_train_size={self.eval_train_size}: need at "
                              f"least 2 (the copy criterion compares each sample with its 2 nearest "
                              f"training images)")
-        if not (self.lr > 0 and 0 <= self.label_dropout < 1 and 0 <= self.ema_decay < 1):
-            raise ValueError(f"lr={self.lr} must be > 0, label_dropout={self.label_dropout} and "
+        if not (0 < self.lr < math.inf and 0 <= self.label_dropout < 1 and 0 <= self.ema_decay < 1):
+            raise ValueError(f"lr={self.lr} must be finite and > 0, label_dropout={self.label_dropout} and "
                              f"ema_decay={self.ema_decay} in [0, 1)")
+        if not (math.isfinite(self.guidance) and 0 <= self.checkpoint_minutes < math.inf
+                and 0 <= self.tick_seconds < math.inf):
+            raise ValueError(f"guidance={self.guidance} must be finite, checkpoint_minutes={self.checkpoint_minutes} "
+                             f"and tick_seconds={self.tick_seconds} finite and >= 0")
+        if not (self.run_dir.strip() and self.data_dir.strip()):
+            raise ValueError(f"run_dir={self.run_dir!r}, data_dir={self.data_dir!r}: must not be empty")
+        if self.data_offset < 0:
+            raise ValueError(f"data_offset={self.data_offset}: must be >= 0")
         if unknown := [s for s in self.feature_spaces if s not in features.SPACES]:
             raise ValueError(f"unknown feature_spaces {unknown}; choose from {', '.join(features.SPACES)}")
         model_config(self, self.sample_dtype)  # the U-Net's own checks
@@ -172,89 +184,49 @@ def parse_flags(argv, base=None):
     return overrides
 
 
+class ConfigError(ValueError):
+    """Settings that cannot run together (here, or on this machine); the message names the fix."""
+
+
 def make_config(fields):
-    """Config(**fields), its one-line ValueError turned into the command line's error."""
+    """Config(**fields); its one-line ValueError becomes a ConfigError."""
     try:
         return Config(**fields)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
 
 
-# Fields that follow the command line when a run is resumed: where things are, how often it
-# reports. Every other field is the run's own.
-FREE_ON_RESUME = {"run_dir", "data_dir", "weights_dir", "checkpoint_minutes", "tick_seconds"}
+def resolve_run(requested, fix=None):
+    """(Config, status) of starting the run `requested` (a dict of fields: the command line's
+    flags, or all of a Config's) in its run_dir: status 'new', 'resume' or 'complete', decided
+    once, by rundir.decide (a run directory holding another run is a RunDirError)."""
+    defaults = {field.name: field.default for field in dataclasses.fields(Config)}
+    fields, status = rundir.decide(requested.get("run_dir", Config.run_dir), requested, defaults, fix)
+    return make_config(fields), status
 
 
-def saved_config(run_dir):
-    """The fields of the config saved in run_dir (tuples restored), or None. A field the file
-    lacks has its default: the run was saved before the field existed, and ran as its default."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        return None
-    fields = {**{f.name: f.default for f in dataclasses.fields(Config)}, **json.loads(path.read_text())}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-
-
-def check_resume(saved, requested, run_dir, fix=None):
-    """The saved fields, with FREE_ON_RESUME ones from `requested`; any other requested field
-    must equal the saved one, or the error says what differs and `fix`. feature_spaces may name
-    more spaces than the run has: they are the ones asked for, the saved ones those fixed at
-    its start."""
-    merged, diff = dict(saved), []
-    for name, value in requested.items():
-        if name in FREE_ON_RESUME:
-            merged[name] = value
-        elif name == "feature_spaces" and set(saved[name]) <= set(value):
-            continue
-        elif saved.get(name) != value:
-            diff.append(f"{name}: {saved.get(name)!r} -> {value!r}")
-    if diff:
-        fix = fix or f"pick a new --run_dir, or resume with `python train.py --run_dir {run_dir}` alone"
-        raise SystemExit(f"error: {run_dir} holds a run with another config ({'; '.join(diff)}); {fix}")
-    return make_config(merged)
-
-
-def load_config(argv):
-    """Flags -> Config. Where --run_dir holds a run, the run's saved config, with the fields of
-    FREE_ON_RESUME (run_dir among them: a moved or copied run continues where it now is) taken
-    from the flags; any other flag given must agree with the saved config."""
-    overrides = parse_flags(argv)
-    saved = saved_config(overrides.get("run_dir", Config.run_dir))
-    if saved is None:
-        return make_config(overrides)
-    return check_resume(saved, overrides, overrides.get("run_dir", Config.run_dir))
-
-
-def prepare_run_dir(cfg):
-    """(cfg, run_dir) for a run about to start: a new run fixes its feature spaces to those
-    whose weights are present and saves its config; a run directory that holds a run must hold
-    this config (FREE_ON_RESUME fields aside), and keeps the feature spaces it started with."""
-    run_dir = Path(cfg.run_dir)
-    saved = saved_config(run_dir)
-    if saved is not None:
-        cfg = check_resume(saved, dataclasses.asdict(cfg), run_dir)
-        present = features.available_spaces(cfg.weights_dir)
-        if missing := [space for space in cfg.feature_spaces if space not in present]:
-            raise FileNotFoundError(f"{run_dir} has measured in {', '.join(missing)} since its start, and their "
-                                    f"weights are not in {cfg.weights_dir or features.default_weights_dir()}: "
-                                    f"put them back (python features.py --download) to resume it")
-    else:
-        present = features.available_spaces(cfg.weights_dir)
-        chosen = tuple(space for space in cfg.feature_spaces if space in present)
-        if missing := [space for space in cfg.feature_spaces if space not in present]:
-            print(f"metrics in {', '.join(chosen) or 'pixel copies only'}; no weights for {', '.join(missing)} "
-                  f"in {cfg.weights_dir or features.default_weights_dir()} (python features.py --download)",
-                  flush=True)
-        cfg = dataclasses.replace(cfg, feature_spaces=chosen)
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0 and saved != saved_config_fields(cfg):
-        with data.atomic_write(run_dir / "config.json", "w") as file:  # new, or moved: where it is now
-            file.write(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    return cfg, run_dir
-
-
-def saved_config_fields(cfg):
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(cfg).items()}
+def fix_feature_spaces(cfg, status):
+    """The feature spaces a run measures in are fixed at its start, so that its log arrays stay
+    aligned: a new run takes those of cfg.feature_spaces whose weights are present (all of them
+    unless cfg.allow_missing_weights); a resumed run needs all of its own."""
+    present = features.available_spaces(cfg.weights_dir)
+    missing = [space for space in cfg.feature_spaces if space not in present]
+    where = cfg.weights_dir or features.default_weights_dir()
+    if status != "new":
+        if missing:
+            raise features.WeightsError(f"{cfg.run_dir} has measured in {', '.join(missing)} since its start, and "
+                                        f"their weights are not in {where}: put them back (python features.py "
+                                        f"--download) to resume it")
+        return cfg
+    chosen = tuple(space for space in cfg.feature_spaces if space in present)
+    if missing and not cfg.allow_missing_weights:
+        raise features.WeightsError(f"no weights for {', '.join(missing)} in {where}: fetch them with `python "
+                                    f"features.py --download` (or --weights_dir DIR), or pass --allow_missing_weights "
+                                    f"true to measure in {', '.join(chosen) or 'pixel copies'} only")
+    if missing:
+        print(f"metrics in {', '.join(chosen) or 'pixel copies only'}: no weights for {', '.join(missing)} in "
+              f"{where} (--allow_missing_weights)", flush=True)
+    return dataclasses.replace(cfg, feature_spaces=chosen)
 
 
 # --- training state and step ----------------------------------------------------------------
@@ -334,39 +306,17 @@ def sample_eval_steps(cfg):
     return sorted(set(steps[nearest].tolist()) | {int(steps[-1])})
 
 
-# --- checkpoints and logs: written atomically ------------------------------------------------
+# --- checkpoints: the state as flat {name: array} (rundir.py writes them) --------------------
 
 
-def flatten(tree, prefix):
+def flatten(tree):
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {prefix + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
 
 
-def unflatten(like, arrays, prefix):
+def unflatten(like, arrays):
     paths, treedef = jax.tree_util.tree_flatten_with_path(like)
-    return jax.tree_util.tree_unflatten(treedef, [arrays[prefix + jax.tree_util.keystr(p)] for p, _ in paths])
-
-
-def save_checkpoint(run_dir, state, log):
-    arrays = flatten(state, "state")
-    if not all(np.isfinite(a).all() for a in arrays.values() if a.dtype.kind == "f"):
-        raise FloatingPointError("non-finite parameters: not overwriting the last good checkpoint")
-    arrays.update({f"log/{k}": np.asarray(v) for k, v in log.items()})
-    with data.atomic_write(Path(run_dir) / "checkpoint.npz") as file:
-        np.savez(file, **arrays)
-
-
-def load_checkpoint(run_dir, like):
-    with np.load(Path(run_dir) / "checkpoint.npz") as f:
-        arrays = dict(f)
-    log = {k[4:]: list(v) for k, v in arrays.items() if k.startswith("log/")}
-    return unflatten(like, arrays, "state"), log
-
-
-def save_log(run_dir, log):
-    if log:  # before the first evaluation there is nothing to write
-        with data.atomic_write(Path(run_dir) / "log.npz") as file:
-            np.savez(file, **{k: np.asarray(v) for k, v in log.items()})
+    return jax.tree_util.tree_unflatten(treedef, [arrays[jax.tree_util.keystr(p)] for p, _ in paths])
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -378,7 +328,8 @@ def format_duration(seconds):
 
 def shown(key, value):
     """Whether the status line prints a log entry: scalars that change from row to row."""
-    constant = key.startswith(("memorizer_", "gaussian_", "fid_count_")) or key in ("step", "sample_step", "images_seen")
+    constant = key.startswith(("memorizer_", "gaussian_", "patch_", "fid_count_")) or key in (
+        "step", "sample_step", "images_seen", "elapsed_seconds")
     return np.ndim(value) == 0 and not constant and not key.endswith("_sem")
 
 
@@ -389,29 +340,74 @@ def check_finite(loss, step):
                                  f"checkpoint is kept. Lower --lr or check the data")
 
 
-def train(cfg, evaluate_fn=None):
-    """Run, or resume, the training described by cfg; returns the log. `evaluate_fn(state,
-    step, samples) -> dict` is called at every evaluation step (default: evaluate.make_evaluator)."""
-    if cfg.batch_size % jax.device_count():
-        raise data.DataError(f"batch_size {cfg.batch_size} does not split over {jax.device_count()} devices")
-    cfg, run_dir = prepare_run_dir(cfg)
+def load_dataset(cfg):
     dataset = data.load(cfg.dataset, num_train=cfg.num_train, num_test=cfg.num_test, data_dir=cfg.data_dir,
-                        image_size=cfg.image_size, seed=cfg.data_seed, num_classes=cfg.num_classes)
+                        image_size=cfg.image_size, seed=cfg.data_seed, num_classes=cfg.num_classes,
+                        offset=cfg.data_offset)
     if max(dataset.train_labels.max(), dataset.test_labels.max()) >= cfg.num_classes:
-        raise data.DataError(f"{cfg.dataset} has labels up to {dataset.train_labels.max()}, the model "
-                             f"num_classes={cfg.num_classes}: raise --num_classes")
+        raise ConfigError(f"{cfg.dataset} has labels up to {dataset.train_labels.max()}, the model "
+                          f"num_classes={cfg.num_classes}: raise --num_classes")
     if not cfg.conditional:  # train, evaluate and sample with the null label only
         null = lambda labels: np.full_like(labels, cfg.num_classes)
         dataset = dataclasses.replace(dataset, train_labels=null(dataset.train_labels),
                                       test_labels=null(dataset.test_labels))
+    return dataset
+
+
+def print_schedule(cfg):
+    """The run's evaluation schedule, in its first lines: which metrics, how many samples."""
+    steps, with_samples = eval_steps(cfg), sample_eval_steps(cfg)
+    print(f"evaluation: losses at {len(steps)} steps ({steps[0]}..{steps[-1]}); {cfg.num_samples} samples "
+          f"({cfg.sample_steps} Euler steps) at {len(with_samples)} of them, SW on {min(cfg.swd_samples, cfg.num_samples)}, "
+          f"feature spaces {', '.join(cfg.feature_spaces) or 'none (pixel copies)'}", flush=True)
+
+
+def train(run, evaluate_fn=None, fix=None):
+    """Run, resume, or (complete) only report the training `run`: a Config, or a dict of its
+    fields (the command line's flags). Returns the log. `evaluate_fn(state, step, samples) ->
+    dict` is called at every evaluation step with the replicated {"params", "ema"} (default:
+    evaluate.make_evaluator); `fix` is what a RunDirError for another config suggests."""
+    requested = dataclasses.asdict(run) if isinstance(run, Config) else dict(run)
+    cfg, status = resolve_run(requested, fix)
+    run_dir = Path(cfg.run_dir)
+    if status == "complete":
+        _, log, _ = rundir.load_checkpoint(run_dir)
+        if jax.process_index() == 0:
+            rundir.save_log(run_dir, log)  # the checkpoint's log is the run's: repairs a damaged log.npz
+        print(f"{run_dir}: complete ({cfg.steps} steps)", flush=True)
+        return log
+    if cfg.batch_size % jax.device_count():
+        raise ConfigError(f"batch_size {cfg.batch_size} does not split over {jax.device_count()} devices: "
+                          f"choose a multiple of {jax.device_count()}")
+    cfg = fix_feature_spaces(cfg, status)
+    first_host = jax.process_index() == 0  # the hosts of a job share run_dir: the first one writes
+    with rundir.lock(run_dir) if first_host else contextlib.nullcontext():
+        if first_host:
+            rundir.write_config(run_dir, dataclasses.asdict(cfg))  # new, or moved: where it is now
+        dataset = load_dataset(cfg)
+        if first_host:
+            rundir.check_dataset(run_dir, {split: rundir.images_fingerprint(getattr(dataset, f"{split}_images"),
+                                                                            getattr(dataset, f"{split}_labels"))
+                                           for split in ("train", "test")}, status)
+        return train_loop(cfg, status, dataset, evaluate_fn)
+
+
+def train_loop(cfg, status, dataset, evaluate_fn):
+    run_dir = Path(cfg.run_dir)
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    print_schedule(cfg)
     evaluate_fn = evaluate_fn or evaluate.make_evaluator(cfg, velocity_fn(cfg), dataset, run_dir,
                                                          rng_stream(cfg.seed, "eval"),
                                                          velocity_fn(cfg, cfg.sample_dtype))
-    state, log = init_state(cfg), {}
-    if (run_dir / "checkpoint.npz").exists():
-        state, log = load_checkpoint(run_dir, state)
+    state, log, elapsed = init_state(cfg), {}, 0.0
+    if status == "resume":
+        arrays, log, elapsed = rundir.load_checkpoint(run_dir)
+        state = unflatten(state, arrays)
         print(f"resuming {run_dir} from step {int(state['step'])}", flush=True)
     start_step = int(state["step"])
+    if jax.process_index() == 0:
+        rundir.record_start(run_dir, start_step, f"{jax.device_count()} x {jax.devices()[0].device_kind} "
+                            f"({jax.default_backend()})", {"jax": jax.__version__, "numpy": np.__version__})
     state = parallel.replicate(state)
     train_step = make_train_step(cfg)
     train_images = data.to_model_range(dataset.train_images)
@@ -419,7 +415,8 @@ def train(cfg, evaluate_fn=None):
     with_samples = set(sample_eval_steps(cfg))
     mine = parallel.host_slice(cfg.batch_size)  # this host's part of every global batch
     ids = parallel.shard(np.arange(cfg.batch_size, dtype=np.int32)[mine])
-    tick_time, tick_step, checkpoint_time, loss = time.time(), start_step, time.time(), None
+    start_time = time.time()
+    tick_time, tick_step, checkpoint_time, loss = start_time, start_step, start_time, None
     for step in range(start_step, cfg.steps):
         idx = batch_indices(cfg, step)[mine]
         previous = loss
@@ -433,22 +430,26 @@ def train(cfg, evaluate_fn=None):
                   f"{rate * cfg.batch_size:7.1f} img/s | next eval {todo[0] if todo else '-'} | "
                   f"ETA {format_duration((cfg.steps - done) / max(rate, 1e-9))}", flush=True)
             tick_time, tick_step = time.time(), done
-        evaluated = bool(todo) and done == todo[0]
-        if evaluated:
+        if todo and done == todo[0]:
             todo.pop(0)
             check_finite(loss, step)
             eval_start = time.time()
-            row = evaluate_fn(parallel.unreplicate(state), done, samples=done in with_samples)
+            # what evaluation needs, where it is: the replicated params and EMA, no optimizer state
+            row = evaluate_fn({"params": state["params"], "ema": state["ema"]}, done, samples=done in with_samples)
+            row["elapsed_seconds"] = elapsed + time.time() - start_time
             for key, value in row.items():
                 log.setdefault(key, []).append(value)
             print(f"eval  step {done} | " + " | ".join(f"{k} {float(v):.4g}" for k, v in row.items() if shown(k, v))
                   + f" | {time.time() - eval_start:.0f}s", flush=True)
-            tick_time, tick_step = time.time(), done  # evaluation time is not training speed
-        if evaluated or done == cfg.steps or time.time() - checkpoint_time > 60 * cfg.checkpoint_minutes:
-            check_finite(loss, step)
             if jax.process_index() == 0:
-                save_checkpoint(run_dir, parallel.unreplicate(state), log)  # the log rides along, so
-                save_log(run_dir, log)  # a resumed run neither loses nor repeats a row
+                rundir.save_log(run_dir, log)
+            tick_time, tick_step = time.time(), done  # evaluation time is not training speed
+        # checkpoints on their own clock (the whole state crosses to the host), and at the end
+        if done == cfg.steps or time.time() - checkpoint_time >= 60 * cfg.checkpoint_minutes:
+            check_finite(loss, step)
+            if jax.process_index() == 0:  # the log rides along: a resumed run neither loses nor repeats a row
+                rundir.save_checkpoint(run_dir, flatten(parallel.unreplicate(state)), log,
+                                       elapsed + time.time() - start_time)
             checkpoint_time = time.time()
     return log
 
@@ -461,15 +462,16 @@ def enable_compilation_cache(path="~/.cache/diffmem/jax"):
 
 
 # Errors the user can fix: printed as one line, without a traceback.
-USER_ERRORS = (data.DataError, torchfile.TorchFileError, FileNotFoundError, FloatingPointError)
+USER_ERRORS = (ConfigError, data.DataError, features.WeightsError, torchfile.TorchFileError, files.DownloadError,
+               rundir.RunDirError, parallel.AcceleratorError, FileNotFoundError, FloatingPointError)
 
 
 def main(argv):
-    parallel.init_distributed()
-    enable_compilation_cache()
-    cfg = load_config(argv)
+    overrides = parse_flags(argv)
     try:
-        train(cfg)
+        parallel.init_distributed()
+        enable_compilation_cache()
+        train(overrides)
     except USER_ERRORS as err:
         raise SystemExit(f"error: {err}") from None
 

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import data
+import files
 
 
 def make_cifar_archive(path, per_file=7, seed=0):
@@ -78,14 +79,14 @@ def test_cifar_corrupt_archive_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_no_network_names_the_url_and_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "CIFAR_URL", "http://127.0.0.1:9/cifar-10-binary.tar.gz")  # refused
-    with pytest.raises(data.DataError, match=r"cannot download http://127.0.0.1:9/.*put it at .*cifar-10-binary"):
+    with pytest.raises(files.DownloadError, match=r"cannot download http://127.0.0.1:9/.*put it at .*cifar-10-binary"):
         data.load("cifar10", num_train=3, num_test=3, data_dir=tmp_path)
     assert not list(tmp_path.iterdir())  # no partial file left behind
 
 
 def test_too_many_images_asked_is_a_clear_error(cifar_dir):
     root, _ = cifar_dir
-    with pytest.raises(data.DataError, match="50000 training .* num_train=60000"):
+    with pytest.raises(data.DataError, match="50000 training .*training images up to 60000"):
         data.load("cifar10", num_train=60000, num_test=5, data_dir=root)
 
 
@@ -202,7 +203,7 @@ def test_two_jobs_downloading_the_same_file_at_once_both_succeed(tmp_path, monke
     source = tmp_path / "cifar-10-binary.tar.gz"
     make_cifar_archive(source)
     content = source.read_bytes()
-    monkeypatch.setattr(data.urllib.request, "urlopen", slow_server(content))
+    monkeypatch.setattr(files.urllib.request, "urlopen", slow_server(content))
     monkeypatch.setattr(data, "CIFAR_MD5", hashlib.md5(content).hexdigest())
     dest, errors = tmp_path / "cache", []
 
@@ -220,23 +221,6 @@ def test_two_jobs_downloading_the_same_file_at_once_both_succeed(tmp_path, monke
     assert errors == []
     assert hashlib.md5((dest / "cifar-10-binary.tar.gz").read_bytes()).hexdigest() == data.CIFAR_MD5
     assert [p.name for p in dest.iterdir()] == ["cifar-10-binary.tar.gz"]  # no temporary left
-
-
-def test_atomic_write_leaves_the_old_file_on_error_and_names_temporaries_uniquely(tmp_path):
-    path = tmp_path / "cache.bin"
-    with data.atomic_write(path) as file:
-        file.write(b"old")
-    with pytest.raises(RuntimeError):
-        with data.atomic_write(path) as file:
-            file.write(b"half")
-            raise RuntimeError("killed midway")
-    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["cache.bin"]
-    with data.atomic_write(path) as first, data.atomic_write(path) as second:  # two writers at once
-        assert len(list(tmp_path.glob(".cache.bin.*.tmp"))) == 2  # each its own temporary
-        first.write(b"first")
-        second.write(b"second")
-    assert path.read_bytes() == b"first"  # the last to finish (first: the outer one) wins, whole
-    assert path.stat().st_mode & 0o777 != 0o600  # readable by others, as any file of the umask
 
 
 # --- image folders: hidden folders, class counts, the user's own split -------------------------
@@ -275,3 +259,39 @@ def test_cifar_at_16x16_averages_2x2_blocks(cifar_dir):
     assert ds.test_images.shape == (2, 16, 16, 3)
     with pytest.raises(data.DataError, match="image_size=12"):
         data.load("cifar10", num_train=4, num_test=2, data_dir=root, image_size=12)
+
+
+# --- twin training sets and images of other bit depths ---------------------------------------
+
+def test_an_offset_training_split_is_the_next_n_images_and_the_test_split_stays(cifar_dir, tmp_path):
+    root, expected = cifar_dir
+    twin = data.load("cifar10", num_train=6, num_test=5, data_dir=root, offset=6)  # spans two batch files
+    np.testing.assert_array_equal(twin.train_images, expected["train"][0][6:12])
+    np.testing.assert_array_equal(twin.train_labels, expected["train"][1][6:12])
+    np.testing.assert_array_equal(twin.test_images, expected["test"][0][:5])
+    with pytest.raises(data.DataError, match="training images up to 50005 .*data_offset"):
+        data.load("cifar10", num_train=6, num_test=5, data_dir=root, offset=49_999)
+    with pytest.raises(data.DataError, match="holds fewer training images than data_offset=30 plus num_train=6"):
+        data.load("cifar10", num_train=6, num_test=5, data_dir=root, offset=30)  # this archive has 35
+    write_folder(tmp_path / "pool", {"a": 6, "b": 6})
+    sources = [("leaves", {}), ("shapes", {}), (str(tmp_path / "pool"), {"image_size": 8})]
+    for name, options in sources:
+        both = data.load(name, num_train=8, num_test=4, data_dir=tmp_path, **options)
+        first = data.load(name, num_train=4, num_test=4, data_dir=tmp_path, **options)
+        second = data.load(name, num_train=4, num_test=4, data_dir=tmp_path, offset=4, **options)
+        np.testing.assert_array_equal(second.train_images, both.train_images[4:])
+        np.testing.assert_array_equal(second.train_labels, both.train_labels[4:])
+        np.testing.assert_array_equal(second.test_images, first.test_images)
+        assert not (first.train_images[:, None] == second.train_images[None]).all(axis=(2, 3, 4)).any()
+
+
+def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 1, 64).reshape(8, 8)
+    Image.fromarray(np.round(ramp * 65535).astype(np.uint16)).save(tmp_path / "deep.png")
+    Image.fromarray(ramp.astype(np.float32), "F").save(tmp_path / "float.tif")
+    expected = np.repeat(np.round(ramp * 255).astype(np.uint8)[..., None], 3, axis=2)
+    for name in ("deep.png", "float.tif"):
+        np.testing.assert_array_equal(data.load_image(tmp_path / name, 8), expected, err_msg=name)
+    Image.fromarray((ramp * 1000 - 5).astype(np.float32), "F").save(tmp_path / "wide.tif")
+    with pytest.raises(data.DataError, match="wide.tif: float pixel values outside"):
+        data.load_image(tmp_path / "wide.tif", 8)

@@ -11,6 +11,7 @@ import pytest
 
 import data
 import evaluate
+import parallel
 import features
 import ideal
 
@@ -108,7 +109,8 @@ def test_the_yardsticks_are_what_the_exact_references_score_as_networks(tiny_con
     rows = {}
     for name, (velocity, params) in networks.items():
         evaluate_fn = evaluate.make_evaluator(cfg, velocity, dataset, cfg.run_dir, jax.random.PRNGKey(3))
-        rows[name] = row = evaluate_fn({"params": params, "ema": params}, 1)
+        replicated = parallel.replicate(params)  # evaluate reads the training state, replicated
+        rows[name] = row = evaluate_fn({"params": replicated, "ema": replicated}, 1)
         for key in keys:
             assert row[key] == pytest.approx(row[f"{name}_{key}"], rel=1e-6), (name, key)
     assert rows["memorizer"]["mem_ratio_pixels"] == 1.0 and rows["memorizer"]["mem_memorizer_distance"] == 0.0
@@ -118,8 +120,9 @@ def test_the_yardsticks_are_what_the_exact_references_score_as_networks(tiny_con
         saved = dict(f)
     np.savez(path, **{k: v for k, v in saved.items() if k != "gaussian_samples"})  # an older run's file
     velocity, params = networks["gaussian"]
+    replicated = parallel.replicate(params)
     again = evaluate.make_evaluator(cfg, velocity, dataset, cfg.run_dir, jax.random.PRNGKey(3))(
-        {"params": params, "ema": params}, 1)
+        {"params": replicated, "ema": replicated}, 1)
     assert {key: again[f"gaussian_{key}"] for key in keys} == {key: rows["gaussian"][f"gaussian_{key}"] for key in keys}
     with np.load(path) as f:
         np.testing.assert_array_equal(f["gaussian_samples"], saved["gaussian_samples"])

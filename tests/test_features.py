@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import data  # noqa: E402
 import features  # noqa: E402
+import files  # noqa: E402
 import metrics  # noqa: E402
 import torchfile  # noqa: E402
 
@@ -140,8 +141,8 @@ def test_missing_weights_name_url_and_path(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
-    with pytest.raises(data.DataError, match="cannot download") as error:
+    monkeypatch.setattr(files.urllib.request, "urlopen", no_network)
+    with pytest.raises(files.DownloadError, match="cannot download") as error:
         features.load_torch_state("inception", tmp_path)
     path, _ = features.weight_paths("inception", tmp_path)
     assert INCEPTION_URL in str(error.value) and path in str(error.value)
@@ -161,7 +162,7 @@ def test_download_is_checked_converted_and_cached(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     buffer = io.BytesIO()
     torch.save({"backbone.fc.weight": torch.randn(3, 2).t(), "backbone.fc.bias": torch.randn(2).half()}, buffer)
-    monkeypatch.setattr(data.urllib.request, "urlopen", serve(buffer.getvalue()))
+    monkeypatch.setattr(files.urllib.request, "urlopen", serve(buffer.getvalue()))
     state = features.load_torch_state("sscd", tmp_path)
     path, cache = features.weight_paths("sscd", tmp_path)
     assert os.path.exists(path) and os.path.exists(cache) and sorted(os.listdir(tmp_path)) == sorted(
@@ -172,7 +173,7 @@ def test_download_is_checked_converted_and_cached(tmp_path, monkeypatch):
     assert sorted(cached) == sorted(state)
     np.testing.assert_array_equal(cached["backbone.fc.weight"], state["backbone.fc.weight"])
     # a download whose hash does not match the published prefix never lands at the final path
-    monkeypatch.setattr(data.urllib.request, "urlopen", serve(b"tampered"))
+    monkeypatch.setattr(files.urllib.request, "urlopen", serve(b"tampered"))
     with pytest.raises(ValueError, match=f"expected {INCEPTION_SHA256_PREFIX}"):
         features.load_torch_state("inception", tmp_path)
     assert not os.path.exists(features.weight_paths("inception", tmp_path)[0])

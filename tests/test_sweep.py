@@ -9,6 +9,7 @@ import pytest
 
 import metrics
 import plot
+import rundir
 import study
 import sweep
 import train
@@ -39,10 +40,11 @@ def test_runs_of_an_axis_share_a_normalized_step_budget(tmp_path):
 
 def test_a_sweep_never_skips_a_run_directory_that_holds_another_config(tmp_path):
     name, cfg = sweep.run_configs("cpu", "model", tmp_path, dict(TINY, dataset="shapes"))[0]
-    train.prepare_run_dir(cfg)
+    rundir.write_config(cfg.run_dir, dataclasses.asdict(cfg))
+    rundir.save_checkpoint(cfg.run_dir, {"['step']": np.array(1, np.int32)}, {}, 0.0)
     assert not sweep.is_complete(cfg)  # its own run, not finished
     other = dataclasses.replace(cfg, norm_groups=32)  # the same sweep with --norm_groups 32
-    with pytest.raises(SystemExit, match=r"another config \(norm_groups: 0 -> 32\); give this sweep another --out"):
+    with pytest.raises(rundir.RunDirError, match=r"another config \(norm_groups: 0 -> 32\); give this sweep another --out"):
         sweep.is_complete(other)
 
 

@@ -18,6 +18,8 @@ import pytest
 
 import evaluate
 import features
+import parallel
+import rundir
 import train
 from conftest import TINY
 
@@ -155,9 +157,9 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_c
 
     monkeypatch.setattr(train, "make_train_step", poisoned)
     with pytest.raises(FloatingPointError, match="loss is nan at step 4: training diverged"):
-        train.train(tiny_config)
+        train.train(dataclasses.replace(tiny_config, checkpoint_minutes=0.0))  # a checkpoint every step
     with np.load(Path(tiny_config.run_dir) / "checkpoint.npz") as f:
-        assert int(f["state['step']"]) == 3  # the evaluation at step 3 checkpointed
+        assert int(f["state['step']"]) == 4  # the last step with a finite loss
         assert f["log/step"].tolist() == [3]
 
 
@@ -214,78 +216,120 @@ def stop_after_first_evaluation(cfg):
 
 
 def test_a_moved_run_resumes_where_it_now_is(tiny_config, tmp_path, monkeypatch):
-    stop_after_first_evaluation(tiny_config)
+    stop_after_first_evaluation(dataclasses.replace(tiny_config, checkpoint_minutes=0.0))
     original, moved = Path(tiny_config.run_dir), tmp_path / "moved" / "run"
     shutil.copytree(original, moved)
     before = {p.name: p.stat().st_mtime_ns for p in original.iterdir()}
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # a relative --run_dir, from another working directory
-    cfg = train.load_config(["--run_dir", "../moved/run"])
-    assert cfg.run_dir == "../moved/run" and cfg.lr == tiny_config.lr
-    train.train(cfg)
+    cfg, status = train.resolve_run(train.parse_flags(["--run_dir", "../moved/run"]))
+    assert cfg.run_dir == "../moved/run" and cfg.lr == tiny_config.lr and status == "resume"
+    train.train(train.parse_flags(["--run_dir", "../moved/run"]))
     assert np.load(moved / "log.npz")["step"].tolist() == train.eval_steps(tiny_config)
     assert json.loads((moved / "config.json").read_text())["run_dir"] == "../moved/run"
     assert {p.name: p.stat().st_mtime_ns for p in original.iterdir()} == before  # untouched
 
 
+def started_run(cfg, step=1):
+    """cfg's run directory as a run that has checkpointed at `step` (a fake one-array state)."""
+    rundir.write_config(cfg.run_dir, dataclasses.asdict(cfg))
+    rundir.save_checkpoint(cfg.run_dir, {"['step']": np.array(step, np.int32)}, {}, 0.0)
+
+
 def test_flags_on_resume_must_agree_with_the_run(tiny_config):
-    train.prepare_run_dir(tiny_config)
+    started_run(tiny_config)
     run = tiny_config.run_dir
-    assert train.load_config(["--run_dir", run, "--tick_seconds", "5"]).tick_seconds == 5.0  # free
-    assert train.load_config(["--run_dir", run, "--lr", str(tiny_config.lr)]).lr == tiny_config.lr  # same
-    with pytest.raises(SystemExit, match=r"another config \(lr: 0.001 -> 0.5\)"):
-        train.load_config(["--run_dir", run, "--lr", "0.5"])
+    resolve = lambda *flags: train.resolve_run(train.parse_flags(["--run_dir", run, *flags]))
+    assert resolve("--tick_seconds", "5") == (dataclasses.replace(tiny_config, tick_seconds=5.0), "resume")  # free
+    assert resolve("--lr", str(tiny_config.lr))[0].lr == tiny_config.lr  # the same value
+    with pytest.raises(rundir.RunDirError, match=r"another config \(lr: 0.001 -> 0.5\)"):
+        resolve("--lr", "0.5")
+    started_run(tiny_config, step=tiny_config.steps)
+    assert resolve()[1] == "complete"
 
 
 def test_another_config_in_the_same_run_dir_is_refused(tiny_config):
-    train.prepare_run_dir(tiny_config)
+    started_run(tiny_config)
     other = dataclasses.replace(tiny_config, lr=0.5)
-    with pytest.raises(SystemExit, match=r"another config \(lr: 0.001 -> 0.5\)"):
-        train.prepare_run_dir(other)
+    with pytest.raises(rundir.RunDirError, match=r"another config \(lr: 0.001 -> 0.5\)"):
+        train.train(other)
+
+
+def test_a_start_that_failed_before_its_first_checkpoint_binds_nothing(tiny_config, capsys):
+    bad = dataclasses.replace(tiny_config, dataset=str(Path(tiny_config.run_dir).parent / "no_such_folder"))
+    with pytest.raises(train.data.DataError):
+        train.train(bad)
+    assert json.loads((Path(tiny_config.run_dir) / "config.json").read_text())["dataset"] == bad.dataset
+    assert train.resolve_run(dataclasses.asdict(tiny_config)) == (tiny_config, "new")  # the corrected retry
+    # `train.py --run_dir X` alone starts it again as saved
+    assert train.resolve_run({"run_dir": tiny_config.run_dir})[0].dataset == bad.dataset
 
 
 def test_a_run_saved_before_a_field_existed_resumes_with_its_default(tiny_config):
-    first = train.prepare_run_dir(tiny_config)[0]
+    started_run(tiny_config)
     path = Path(tiny_config.run_dir) / "config.json"
     fields = json.loads(path.read_text())
     del fields["norm_groups"]  # as a config.json written before norm_groups was a field
     path.write_text(json.dumps(fields))
-    assert train.prepare_run_dir(tiny_config)[0] == first
-    with pytest.raises(SystemExit, match=r"another config \(norm_groups: 32 -> 0\)"):
-        train.prepare_run_dir(dataclasses.replace(tiny_config, norm_groups=0))
+    assert train.resolve_run(dataclasses.asdict(tiny_config))[0] == tiny_config
+    with pytest.raises(rundir.RunDirError, match=r"another config \(norm_groups: 32 -> 0\)"):
+        train.resolve_run(dataclasses.asdict(dataclasses.replace(tiny_config, norm_groups=0)))
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--num_train", "1"], "num_train=1, eval_train_size=512: need at least 2"),
     (["--preset", "cpu", "--image_size", "17"], "image_size 17 does not halve 1 times"),
     (["--preset", "cpu", "--base_channels", "100", "--head_dim", "64"], "200 channels at 8x8 do not split"),
-    (["--lr", "0"], "lr=0.0 must be > 0"),
+    (["--lr", "0"], "lr=0.0 must be finite and > 0"),
+    (["--lr", "inf"], "lr=inf must be finite and > 0"),
+    (["--guidance", "nan"], "guidance=nan must be finite"),
+    (["--checkpoint_minutes", "nan"], "checkpoint_minutes=nan and tick_seconds=10.0 finite"),
+    (["--run_dir", ""], "run_dir='', data_dir=.*must not be empty"),
     (["--feature_spaces", "pixels,clip"], r"unknown feature_spaces \['clip'\]"),
     (["--batch_size", "0"], "batch_size=0: must be at least 1"),
 ])
-def test_settings_that_cannot_run_are_one_line_errors(flags, message):
-    with pytest.raises(SystemExit, match=message) as error:
-        train.load_config(flags)
-    assert str(error.value).startswith("error: ") and "\n" not in str(error.value)
+def test_settings_that_cannot_run_are_one_line_errors(flags, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(train.ConfigError, match=message) as error:
+        train.resolve_run(train.parse_flags(flags))
+    assert "\n" not in str(error.value)
+
+
+def test_the_command_line_prints_user_errors_as_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), *flags(run_dir=str(tmp_path / "run"), batch_size=3)],
+                          env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "error: batch_size 3 does not split over 2 devices: choose a multiple of 2"]
 
 
 def test_feature_spaces_are_fixed_when_a_run_starts(tiny_config, tmp_path):
     weights = tmp_path / "weights"
     weights.mkdir()
     cfg = dataclasses.replace(tiny_config, feature_spaces=("pixels", "sscd"), weights_dir=str(weights))
-    started, _ = train.prepare_run_dir(cfg)
-    assert started.feature_spaces == ("pixels",)
-    assert json.loads((Path(cfg.run_dir) / "config.json").read_text())["feature_spaces"] == ["pixels"]
-    # SSCD weights appear later: the run keeps its spaces, so its log arrays stay aligned
+    with pytest.raises(features.WeightsError, match="no weights for sscd in .*--allow_missing_weights true to "
+                                                    "measure in pixels only"):
+        train.fix_feature_spaces(cfg, "new")  # a run without its weights is refused at the start
+    allowed = dataclasses.replace(cfg, allow_missing_weights=True)
+    assert train.fix_feature_spaces(allowed, "new").feature_spaces == ("pixels",)
+    # SSCD weights appear later: a resumed run keeps the spaces it started with
     open(features.weight_paths("sscd", weights)[1], "wb").close()
-    assert train.prepare_run_dir(cfg)[0].feature_spaces == ("pixels",)
+    assert train.fix_feature_spaces(dataclasses.replace(allowed, feature_spaces=("pixels",)), "resume").feature_spaces == ("pixels",)
+    assert train.fix_feature_spaces(cfg, "new").feature_spaces == ("pixels", "sscd")
     # a run that started with SSCD cannot resume once its weights are gone
-    other = dataclasses.replace(cfg, run_dir=str(tmp_path / "with_sscd"))
-    assert train.prepare_run_dir(other)[0].feature_spaces == ("pixels", "sscd")
     os.remove(features.weight_paths("sscd", weights)[1])
-    with pytest.raises(FileNotFoundError, match="has measured in sscd since its start.*put them back"):
-        train.prepare_run_dir(other)
+    with pytest.raises(features.WeightsError, match="has measured in sscd since its start.*put them back"):
+        train.fix_feature_spaces(cfg, "resume")
+
+
+def test_an_installed_accelerator_that_jax_does_not_see_is_refused(monkeypatch):
+    monkeypatch.setattr(parallel, "ACCELERATOR_PACKAGES", ("numpy",))  # as if numpy were jax-cuda12-plugin
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    with pytest.raises(parallel.AcceleratorError, match="numpy is installed but jax sees only the CPU.*JAX_PLATFORMS=cpu"):
+        parallel.check_accelerator()
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    parallel.check_accelerator()  # the CPU, on purpose
 
 
 def test_random_streams_of_different_seeds_and_purposes_never_coincide():
@@ -298,5 +342,35 @@ def test_random_streams_of_different_seeds_and_purposes_never_coincide():
 
 
 def test_no_log_is_written_before_the_first_evaluation(tiny_config):
-    train.save_log(tiny_config.run_dir, {})
+    rundir.save_log(tiny_config.run_dir, {})
     assert not (Path(tiny_config.run_dir) / "log.npz").exists()
+
+
+def test_a_second_process_on_a_run_dir_and_a_damaged_checkpoint_are_refused(tiny_config):
+    with rundir.lock(tiny_config.run_dir):
+        with pytest.raises(rundir.RunDirError, match="another process is training in"):
+            with rundir.lock(tiny_config.run_dir):  # its own open file: flock refuses it as another process's
+                pass
+    with rundir.lock(tiny_config.run_dir):  # released when the first ended
+        pass
+    started_run(tiny_config)
+    path = Path(tiny_config.run_dir) / "checkpoint.npz"
+    whole = path.read_bytes()
+    for damage in (whole[:len(whole) // 2], b"\0" * len(whole)):  # truncated, zeroed by a full disk
+        path.write_bytes(damage)
+        with pytest.raises(rundir.RunDirError, match=r"checkpoint.npz is damaged \(.*delete it to restart"):
+            train.resolve_run(dataclasses.asdict(tiny_config))
+
+
+def test_a_training_set_that_changed_between_starts_is_refused(tiny_config):
+    run = tiny_config.run_dir
+    images = np.zeros((4, 2, 2, 3), np.uint8)
+    before = {"train": rundir.images_fingerprint(images, np.arange(4)), "test": "t"}
+    rundir.check_dataset(run, before, "new")
+    rundir.check_dataset(run, before, "resume")  # the same images
+    images[1, 0, 0, 2] = 1  # one pixel of one image
+    after = {"train": rundir.images_fingerprint(images, np.arange(4)), "test": "t"}
+    with pytest.raises(rundir.RunDirError, match="the train images of .* are not those it started with"):
+        rundir.check_dataset(run, after, "resume")
+    relabelled = rundir.images_fingerprint(np.zeros((4, 2, 2, 3), np.uint8), np.arange(1, 5))
+    assert relabelled != before["train"]
