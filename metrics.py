@@ -49,8 +49,8 @@ sparser grid (steps_of tells which array indexes a key).
         share their images and noise, so a rise that small is the network's, not noise; the
         standard error over images is about the level, not about changes between
         evaluations). The location does not depend on how many images the evaluation uses,
-        only on the curve they estimate (README, "tau_mem", has the comparison with the other
-        rules we tried).
+        only on the curve they estimate (docs/METHODS.md, "tau_mem", compares it with other
+        rules).
     copy onset: the first sample evaluation whose memorization score reaches COPY_ONSET (5% of
         the samples are copies); its ratio to tau_mem is the lag between the two.
     memorization rate: least-squares slope of the memorization score against log10(step) over

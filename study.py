@@ -12,18 +12,17 @@ A fork that studies something else edits this file only:
 
 PRESETS = {
     # The paper's setup (Appendix A) on CIFAR-10: the Config defaults, sampling with bfloat16
-    # inputs to the U-Net's matmuls and convolutions (README, "Precision"). Its evaluation
-    # samples 512 images at 10 of the 30 evaluations, which keeps evaluation under a quarter
-    # of the default run's FLOPs (python plan.py --preset paper).
+    # inputs to the U-Net's matmuls and convolutions (docs/METHODS.md, "Precision"). Its
+    # evaluation samples 512 images at 10 of the 30 evaluations, to keep evaluation a small
+    # share of the run's FLOPs (python plan.py --preset paper says how small).
     "paper": dict(sample_dtype="bfloat16"),
-    # The paper's own evaluation: 5,120 samples at every evaluation, SW on 2,000 of them. On
-    # the default run, sampling then costs 8x the training (python plan.py --preset paper-dense).
+    # The paper's own evaluation: 5,120 samples at every evaluation, SW on 2,000 of them; its
+    # cost against the training: python plan.py --preset paper-dense.
     "paper-dense": dict(sample_dtype="bfloat16", num_sample_evals=30, num_samples=5120, swd_samples=2000),
     # The built-in dead leaves at 16x16, the class-conditional U-Net at 1M parameters, short
-    # sampling: every axis in under half an hour on a 2-core CPU. Fidelity in pixels and in a
-    # fixed random ConvNet's features (randconv: no download, sees edges that pixel moments miss).
-    # How it was chosen, and what it shows and does not: README, "Results of the cpu study" and
-    # "How the cpu preset was chosen".
+    # sampling: every axis within minutes on a 2-core CPU. Fidelity in pixels and in a fixed
+    # random ConvNet's features (randconv: no download, sees edges that pixel moments miss).
+    # Why these values: docs/METHODS.md, "How the cpu preset was chosen".
     "cpu": dict(dataset="leaves", num_train=40, num_test=1024, image_size=16, base_channels=16,
                 channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8,), batch_size=16,
                 lr=3e-3, steps=2000, ema_decay=0.995, num_evals=20, num_sample_evals=8, first_eval=20,
@@ -39,19 +38,16 @@ AXES = {
               "model": ("base_channels", (16, 32, 64, 128, 192), {}),
               "batch": ("batch_size", (16, 32, 64, 128), {}),
               "lr": ("lr", (1e-5, 5e-5, 1e-4, 4e-4), {})},
-    # Scaled to the cpu preset (N=40, C=16, B=16, lr=3e-3). The data axis trains without labels
-    # (at 1..8 images per class the labels sped memorization up most at the smallest N and bent
-    # the line; the paper has 205..1638 images per class), on 8x8 images (attention at 4x4, the same 963,507 parameters; a step
-    # takes half the time of a 16x16 one), at lr = 1e-3, for 100 N steps. With the preset's
-    # lr = 3e-3, tau_mem grew as N^1.24..1.58 over N = 40..320 (its minimum flat at N = 320);
-    # at 1e-3 the test loss turns up sharply at every N. It starts at N = 40: below that the
-    # network memorizes before its samples are better than noise (README, "Dataset size").
-    # The model axis normalizes each channel on its own: with gcd(32, C) groups the group sizes
-    # change with C unevenly (C = 24 has 3 channels per group in every layer and 9 in its
-    # 72-channel ones, the others mostly 1 or 2), and C = 24 then memorized later than C = 16
-    # (README, "Model size"); it starts at C = 16, as C = 8 ended with 2% copies. The lr axis
-    # gets twice the preset's steps: equal T gives lr = 6e-3 half the steps of lr = 3e-3, and in
-    # 1,000 steps its samples are not yet copies (4%; 64% after 2,000).
+    # Scaled to the cpu preset (N=40, C=16, B=16, lr=3e-3); why each axis sets its fields:
+    # docs/METHODS.md, "How the cpu preset was chosen".
+    # data: no labels (at a few images per class the labels bend the tau_mem-N line), 8x8
+    #   images (half the step time, so N up to 320 fits), lr = 1e-3 (at 3e-3 tau_mem grows
+    #   faster than N), 100 N steps; from N = 40, below which the network memorizes before its
+    #   samples are better than noise.
+    # model: one GroupNorm group per channel, so only the width changes along the axis (gcd(32, C)
+    #   groups would change the group sizes with C unevenly); from C = 16, the smallest that
+    #   copies within the budget.
+    # lr: twice the preset's steps, since equal T gives the largest lr the fewest steps.
     "cpu": {"data": ("num_train", (40, 80, 160, 320),
                      dict(conditional=False, image_size=8, attention_resolutions=(4,), lr=1e-3, steps=4000)),
             "model": ("base_channels", (16, 24, 32, 48), dict(norm_groups=0)),

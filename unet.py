@@ -2,7 +2,7 @@
 are plain functions.
 
 The architecture is the ADM U-Net (Dhariwal & Nichol 2021), inferred from the parameter
-counts the paper publishes (see README, "Architecture"):
+counts the paper publishes (docs/METHODS.md, "Architecture, and what is inferred"):
   - noise level t -> 512 sinusoidal features -> Linear(512, 512), SiLU, Linear(512, 512);
     class label -> Embedding(10, 512), added. Label `num_classes` (10) is the null label of
     classifier-free guidance: it adds nothing, so it costs no parameters.
@@ -49,7 +49,7 @@ class UNetConfig:
     # dtype of the inputs of the convolutions and linear layers ("float32": no cast); they
     # accumulate in the activations' dtype; params, normalization, attention and the residual
     # stream are never cast
-    compute_dtype: str = "float32"  # or "bfloat16" (README, "Precision")
+    compute_dtype: str = "float32"  # or "bfloat16" (docs/METHODS.md, "Precision")
 
     def __post_init__(self):
         """Settings the network cannot be built with: a one-line ValueError, not a reshape
@@ -121,13 +121,10 @@ def dense(p, x, dtype=None):
 def conv(p, x, dtype=None):
     """Stride-1 'same' convolution, NHWC with an HWIO kernel; 1x1 is a matmul over channels.
 
-    XLA's own convolution, on every backend. On this project's 2-core CPU it is faster than
-    the im2col matmul this file used before (the 9 shifted copies cost more memory traffic
-    than they save): a cpu-preset train step at B=128 went from 1.00 to 0.76 of the time.
-    On a CPU, XLA's Eigen convolution is faster still than its YNNPACK one (the default in
-    jaxlib 0.10): with --xla_cpu_experimental_ynn_fusion_type=-individual_convolution in
-    XLA_FLAGS the step takes 0.80 of the time at B=128 and at 32x32, C=32, 0.95 at B=16
-    (parallel.py sets it). With a dtype, inputs in it, accumulated and returned in x's own dtype."""
+    XLA's own convolution, on every backend, rather than an im2col matmul: the 9 shifted
+    copies would cost more memory traffic than they save. On a CPU, parallel.py picks XLA's
+    Eigen convolution over its YNNPACK one (bench.py measures both). With a dtype, inputs in
+    it, accumulated and returned in x's own dtype."""
     out, w = x.dtype, p["w"]
     if dtype is not None:
         x, w = x.astype(dtype), w.astype(dtype)
@@ -147,8 +144,7 @@ def conv(p, x, dtype=None):
 # variance and the affine each add passes over the activations and the residuals they keep,
 # and at the small channel counts of the CPU configs such passes cost as much as the matmuls.
 # The hand-written backward recomputes x_hat from x and needs two passes: one for the two
-# per-channel sums below, one for dx. Measured train step (cpu preset, B=128,
-# XLA convolution): 1.00 with autodiff, 0.75 with this.
+# per-channel sums below, one for dx.
 
 
 def groups_of(channels, norm_groups):
@@ -276,8 +272,8 @@ def softmax_attention(q, k, v):
     """softmax(q k^T) v over the last two axes (positions, features); q comes scaled by
     1/sqrt(d). Its backward is written by hand, with FlashAttention's identity: softmax's
     backward needs rowsum(dP * P) over the (positions x positions) matrices, which equals
-    rowsum(dO * O) over the far smaller outputs. Measured train step: 0.91 of the time
-    with autodiff's backward at the cpu preset's B=128, 0.95 at B=16."""
+    rowsum(dO * O) over the far smaller outputs, which saves a pass over the attention
+    matrices in the backward."""
     return _softmax_attention_fwd(q, k, v)[0]
 
 
