@@ -1,10 +1,11 @@
 """Speed of the project's train step and sampler on this machine, optionally side by side with
-a PyTorch twin of the same U-Net (tests/torch_twin.py: same architecture, same weights).
+a PyTorch twin of the same U-Net (torch_twin.py: same architecture, same weights).
 
     python bench.py --preset cpu                       # train ms/step, img/s, compile, GFLOP, MFU, sampling
     python bench.py --preset cpu --batch_size 128      # any Config flags, as train.py takes them
     python bench.py --preset cpu --torch               # + the twin: eager and torch.compile, JAX/torch ratios
     python bench.py --suite --torch                    # the standard set of configs, one table
+    python bench.py --suite --torch --publish          # + its record, docs/results/bench/ (report.py)
     python bench.py --preset cpu --profile /tmp/trace  # + a jax.profiler trace of 5 train steps
     python bench.py --features                         # images/s of each feature space (features.py)
 
@@ -24,6 +25,7 @@ Every comparison is made in one process, the variants alternating, and reports m
 on an otherwise idle machine (it prints how many cores other processes kept busy while it timed,
 and warns above 0.2). torch is imported only with --torch.
 """
+import json
 import os
 import sys
 import time
@@ -32,9 +34,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
+import convnets
 import features
+import files
 import flow
 import parallel
+import plan
+import rundir
 import train
 import unet
 
@@ -108,15 +114,6 @@ def interleaved_medians(fns, repeats=REPEATS):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def matmul_rate():
-    """The float32 matmul rate this device reaches (FLOP/s): the yardstick for MFU."""
-    n = 2048
-    a = jax.device_put(np.random.default_rng(0).standard_normal((n, n), np.float32))
-    matmul = jax.jit(lambda x: x @ x)
-    block(matmul(a))
-    return 2 * n ** 3 / interleaved_medians({"matmul": lambda: matmul(a)})["matmul"]
-
-
 # --- the JAX side ---------------------------------------------------------------------------
 
 
@@ -168,7 +165,6 @@ def torch_twin_steps(cfg, params, images, labels, n_sample):
     is reported, not raised."""
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
     import torch_twin
 
     torch.set_num_threads(cores())
@@ -305,7 +301,7 @@ def feature_spaces(n_images=64, image_size=32, batch=64):
     for space in features.SPACES:
         random = space in features.WEIGHTS and space not in present
         extract = features.feature_extractor(space, map_batches=parallel.over_devices(batch),
-                                             torch_state=features.random_torch_state(space) if random else None)
+                                             torch_state=convnets.random_torch_state(space) if random else None)
         compile_seconds = first_call_seconds(lambda: extract(images[:batch]))  # compiles for the batch shape
         start = time.perf_counter()
         dim = extract(images).shape[1]
@@ -316,26 +312,42 @@ def feature_spaces(n_images=64, image_size=32, batch=64):
               f"incl. compile {compile_seconds:.1f} s)")
 
 
-def suite(with_torch, peak):
+def suite(with_torch, peak, publish_to=None):
+    """Bench every config of SUITE and print one table; with publish_to, also write it there as
+    a results record (report.py puts it in docs/RESULTS.md)."""
     rows = []
     for name, flags in SUITE:
         print(f"\n=== {name}: {' '.join(flags)}")
         rows.append((name, bench(train.Config(**train.parse_flags(flags)), with_torch, peak)))
-    print(f"\nmatmul rate {peak / 1e9:.0f} GFLOP/s; ms per train step (forward, backward, Adam, EMA), medians")
-    head = "| config | JAX ms | img/s | GFLOP | MFU | sample img/s |"
+    columns = ["config", "JAX ms", "img/s", "GFLOP", "MFU", "sample img/s"]
     if with_torch:
-        head += " torch eager ms | torch.compile ms | JAX/eager | JAX/compile | torch sample img/s |"
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
+        columns += ["torch eager ms", "torch.compile ms", "JAX/eager", "JAX/compile", "torch sample img/s"]
+    table = []
     for name, r in rows:
-        line = (f"| {name} | {r['train_ms']:.1f} | {r['img_s']:.1f} | {r['gflop']:.2f} | {100 * r['mfu']:.1f}% "
-                f"| {r['sample_img_s']:.3g} |")
+        line = [name, f"{r['train_ms']:.1f}", f"{r['img_s']:.1f}", f"{r['gflop']:.2f}", f"{100 * r['mfu']:.1f}%",
+                f"{r['sample_img_s']:.3g}"]
         if with_torch:
-            compiled = f"{r['compile_ms']:.1f}" if "compile_ms" in r else "failed"
-            vs_compiled = f"{r['train_ms'] / r['compile_ms']:.2f}" if "compile_ms" in r else "-"
-            line += (f" {r['eager_ms']:.1f} | {compiled} | {r['train_ms'] / r['eager_ms']:.2f} | {vs_compiled} "
-                     f"| {r['torch_sample_img_s']:.3g} |")
-        print(line)
+            compiled = "compile_ms" in r
+            line += [f"{r['eager_ms']:.1f}", f"{r['compile_ms']:.1f}" if compiled else "failed",
+                     f"{r['train_ms'] / r['eager_ms']:.2f}", f"{r['train_ms'] / r['compile_ms']:.2f}" if compiled else "-",
+                     f"{r['torch_sample_img_s']:.3g}"]
+        table.append(line)
+    print(f"\nmatmul rate {peak / 1e9:.0f} GFLOP/s; ms per train step (forward, backward, Adam, EMA), medians")
+    for line in [columns, ["---"] * len(columns), *table]:
+        print("| " + " | ".join(line) + " |")
+    if publish_to:
+        versions = {"jax": jax.__version__, "numpy": np.__version__, "devices": f"{jax.device_count()} x "
+                    f"{jax.devices()[0].device_kind} ({jax.default_backend()})"}
+        if with_torch:
+            import torch
+
+            versions["torch"] = torch.__version__
+        record = {"kind": "bench", "command": "python bench.py --suite" + (" --torch" if with_torch else ""),
+                  "matmul_gflops": peak / 1e9, "columns": columns, "rows": table,
+                  "ran_on": {**rundir.machine(), **versions}}
+        with files.atomic_write(Path(publish_to) / "record.json", "w") as file:
+            file.write(json.dumps(record, indent=1) + "\n")
+        print(f"published {publish_to}")
 
 
 def main(argv):
@@ -346,20 +358,21 @@ def main(argv):
     if argv == ["--features"]:
         feature_spaces()
         return
-    with_torch = "--torch" in argv
-    run_suite = "--suite" in argv
+    with_torch, run_suite, publish = "--torch" in argv, "--suite" in argv, "--publish" in argv
     profile_dir = None
     if "--profile" in argv:
         at = argv.index("--profile")
         if at + 1 == len(argv):
             raise SystemExit("error: --profile needs a directory to write the trace to")
         profile_dir, argv = argv[at + 1], argv[:at] + argv[at + 2:]
-    flags = [a for a in argv if a not in ("--torch", "--suite")]
-    peak = matmul_rate()
+    flags = [a for a in argv if a not in ("--torch", "--suite", "--publish")]
+    peak = plan.matmul_rate()
     if run_suite:
         if flags or profile_dir:
-            raise SystemExit("error: --suite runs its own configs; it takes no other flags but --torch")
-        suite(with_torch, peak)
+            raise SystemExit("error: --suite runs its own configs; it takes no other flags but --torch and --publish")
+        suite(with_torch, peak, Path(__file__).resolve().parent / "docs" / "results" / "bench" if publish else None)
+    elif publish:
+        raise SystemExit("error: --publish publishes the suite: python bench.py --suite --torch --publish")
     else:
         try:
             cfg = train.Config(**train.parse_flags(flags))

@@ -371,16 +371,19 @@ def summary_keys(log):
 
 def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd"):
     """{'tau_mem', 'copy_onset', 'copy_lag' (copy onset / tau_mem), 'memorization_rate',
-    'best_swd', 'best_swd_step', and the yardsticks 'memorizer_swd' and 'gaussian_swd' (the SW
-    of the exact references' samples, evaluate.py)}, floats (NaN if undefined or not logged)."""
+    'best_swd', 'best_swd_step', 'mem_at_best_swd' (the memorization score there), and the
+    yardsticks 'memorizer_swd' and 'gaussian_swd' (the SW of the exact references' samples,
+    evaluate.py)}, floats (NaN if undefined or not logged)."""
     tau_mem = memorization_time(log)
     onset = copy_onset(log, mem_key)
     best_swd, best_swd_step = best_fidelity(log, tau_mem, swd_key)
+    at_best = np.flatnonzero(steps_of(log, mem_key) == best_swd_step)  # SW and copies share sample steps
     yardstick = {f"{name}_swd": float(log[f"{name}_{swd_key}"][0]) if f"{name}_{swd_key}" in log else float("nan")
                  for name in ("memorizer", "gaussian")}
     return {"tau_mem": tau_mem, "copy_onset": onset, "copy_lag": onset / tau_mem,
             "memorization_rate": memorization_rate(log, tau_mem, mem_key),
-            "best_swd": best_swd, "best_swd_step": best_swd_step, **yardstick}
+            "best_swd": best_swd, "best_swd_step": best_swd_step,
+            "mem_at_best_swd": float(log[mem_key][at_best[0]]) if len(at_best) else float("nan"), **yardstick}
 
 
 def normalized_step(steps, cfg, mins):

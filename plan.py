@@ -32,10 +32,13 @@ utilization a real step reaches).
 import argparse
 import functools
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+import convnets
 import features
 import ideal
 import train
@@ -79,7 +82,7 @@ def feature_flops(space, image_size):
     """FLOPs of one feature-network forward per image (random weights: only shapes matter)."""
     b = 8
     images = shape(b, image_size, image_size, 3, dtype=jnp.uint8)
-    state = features.random_torch_state(space) if space in features.WEIGHTS else None
+    state = convnets.random_torch_state(space) if space in features.WEIGHTS else None
     return flops(*features.network_and_params(space, state), images) / b
 
 
@@ -128,11 +131,23 @@ def duration(seconds):
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
+def matmul_rate(n=2048, repeats=10):
+    """The float32 matmul rate this machine's first device reaches (FLOP/s, the median of
+    `repeats` timed n x n products): the peak of --hardware cpu, and bench.py's yardstick for MFU."""
+    a = jax.device_put(np.random.default_rng(0).standard_normal((n, n), np.float32))
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()  # compiled, and the first run's page faults out of the way
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).block_until_ready()
+        seconds.append(time.perf_counter() - start)
+    return 2 * n ** 3 / float(np.median(seconds))
+
+
 def peak_flops(hardware, bf16):
     if hardware == "cpu":
-        import bench
-
-        return bench.matmul_rate()
+        return matmul_rate()
     return HARDWARE[hardware][1 if bf16 else 0] * 1e12
 
 

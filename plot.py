@@ -247,7 +247,10 @@ def plot_tau_vs_n(runs, out_dir):
     n = np.array([cfg["num_train"] for _, _, cfg in runs], float)
     tau = np.array([metrics.memorization_time(log) for _, log, _ in runs])
     fit = metrics.scaling_fit(n, tau)
-    ok = np.isfinite(tau)
+    ok = np.isfinite(tau) & (tau > 0)
+    if not ok.any():  # no run has memorized yet: nothing to put on log axes
+        print("tau_vs_n: no run has a tau_mem yet, no figure")
+        return
     fig, ax = plt.subplots(figsize=(4.8, 3.8))
     ax.plot(n[ok], tau[ok], "o", color="C3", label=r"$\tau_{mem}$")
     if np.isfinite(fit["origin_slope"]):

@@ -180,15 +180,20 @@ def cpu_model():
         return platform.processor() or platform.machine()
 
 
+def machine():
+    """Where code runs: {'commit', 'uncommitted_changes', 'cpu', 'cores', 'os', 'python'}."""
+    commit, dirty = git_commit()
+    return {"commit": commit, "uncommitted_changes": dirty, "cpu": cpu_model(), "cores": os.cpu_count(),
+            "os": platform.platform(), "python": platform.python_version()}
+
+
 def record_start(run_dir, step, devices, versions):
     """Append this start to provenance.json: from which step, when, on which code and machine.
     devices: e.g. '2 x cpu (cpu)'; versions: {package: version}."""
     path = Path(run_dir) / "provenance.json"
     starts = json.loads(path.read_text()) if path.exists() else []
-    commit, dirty = git_commit()
     starts.append({"from_step": step, "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                   "commit": commit, "uncommitted_changes": dirty, "cpu": cpu_model(), "cores": os.cpu_count(),
-                   "devices": devices, "python": platform.python_version(), **versions})
+                   **machine(), "devices": devices, **versions})
     with files.atomic_write(path, "w") as file:
         file.write(json.dumps(starts, indent=2) + "\n")
 

@@ -61,19 +61,23 @@ def is_complete(cfg):
     return train.resolve_run(dataclasses.asdict(cfg), FIX)[1] == "complete"
 
 
+def summary_row(name, cfg, log, field, mins):
+    """One run's row of the summary: cfg (its config as a dict) and log -> the axis value,
+    tau_mem in steps and in T, copies and fidelity (metrics.summarize_run)."""
+    mem_key, swd_key = metrics.summary_keys(log)
+    stats = metrics.summarize_run(log, swd_key=swd_key, mem_key=mem_key)
+    return dict(name=name, value=cfg[field], steps_done=int(log["step"][-1]), final_mem=float(log[mem_key][-1]),
+                mem_key=mem_key, swd_key=swd_key, tau_mem_T=float(metrics.normalized_step(stats["tau_mem"], cfg, mins)),
+                **stats)
+
+
 def summarize(runs, out_dir, field, mins):
     """Print and save (summary.npz) one row per run that has evaluations; on the data axis,
     also how tau_mem grows with N (metrics.scaling_fit)."""
     rows = []
     for name, cfg in runs:
-        log = metrics.load_log(cfg.run_dir)
-        if not log:
-            continue
-        mem_key, swd_key = metrics.summary_keys(log)
-        stats = metrics.summarize_run(log, swd_key=swd_key, mem_key=mem_key)
-        rows.append(dict(name=name, value=getattr(cfg, field), steps_done=int(log["step"][-1]),
-                         final_mem=float(log[mem_key][-1]), mem_key=mem_key, swd_key=swd_key,
-                         tau_mem_T=metrics.normalized_step(stats["tau_mem"], dataclasses.asdict(cfg), mins), **stats))
+        if log := metrics.load_log(cfg.run_dir):
+            rows.append(summary_row(name, dataclasses.asdict(cfg), log, field, mins))
     if not rows:
         print("no run of this sweep has an evaluation yet")
         return rows

@@ -9,11 +9,12 @@ import jax
 import numpy as np
 import pytest
 
+import convnets
 import data
 import evaluate
-import parallel
 import features
 import ideal
+import parallel
 
 
 def counting(extract):
@@ -42,7 +43,7 @@ def test_reference_features_are_cached_by_fingerprint_and_images(tmp_path):
 def test_fingerprint_follows_the_weights_and_the_code(tmp_path, monkeypatch):
     weights = tmp_path / "weights"
     weights.mkdir()
-    state = features.random_torch_state("sscd")
+    state = convnets.random_torch_state("sscd")
     np.savez(features.weight_paths("sscd", weights)[1], **state)
     before = features.fingerprint("sscd", weights)
     assert features.fingerprint("sscd", weights) == before

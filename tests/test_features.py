@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import convnets  # noqa: E402
 import data  # noqa: E402
 import features  # noqa: E402
 import files  # noqa: E402
@@ -103,7 +104,7 @@ def test_resize_matches_torch_bilinear_without_antialias(shape, size):
     x = np.random.default_rng(0).random((2, *shape, 3), np.float32)
     expected = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=(size, size),
                                                mode="bilinear", align_corners=False, antialias=False)
-    got = np.asarray(features.resize_bilinear(x, size))
+    got = np.asarray(convnets.resize_bilinear(x, size))
     np.testing.assert_allclose(got, expected.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=2e-6)
 
 
@@ -186,17 +187,17 @@ def test_available_spaces_follow_the_files(tmp_path):
 
 
 def test_wrong_keys_are_listed():
-    state = features.random_torch_state("sscd")
+    state = convnets.random_torch_state("sscd")
     del state["layer2.1.bn2.running_var"]
     with pytest.raises(ValueError, match=r"1 of \d+ expected weights missing") as error:
-        features.params_from_torch_state("sscd", state)
+        convnets.params_from_torch_state("sscd", state)
     assert "['layer2.1.bn2.running_var']" in str(error.value)
     with pytest.raises(ValueError, match="expected one '<prefix>conv1.weight'"):
-        features.params_from_torch_state("sscd", features.random_torch_state("inception"))
-    state = features.random_torch_state("sscd")
+        convnets.params_from_torch_state("sscd", convnets.random_torch_state("inception"))
+    state = convnets.random_torch_state("sscd")
     del state["fc.weight"]
     with pytest.raises(ValueError, match=r"expected one \(512, 2048\) projection"):
-        features.params_from_torch_state("sscd", state)
+        convnets.params_from_torch_state("sscd", state)
 
 
 # --- pixels, input convention, devices ----------------------------------------------------
@@ -263,9 +264,9 @@ MULTI_DEVICE_SCRIPT = """
 import json, sys
 import jax, numpy as np
 sys.path.insert(0, {root!r})
-import features, parallel
+import convnets, features, parallel
 images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), np.uint8)
-state = features.random_torch_state("sscd", seed=3)
+state = convnets.random_torch_state("sscd", seed=3)
 result = {{"devices": len(jax.local_devices()),
           "sscd": features.extract_features("sscd", images, torch_state=state, resize_to=32,
                                             map_batches=parallel.over_devices(4)).tolist(),
@@ -284,7 +285,7 @@ def test_two_devices_give_the_single_device_features():
     two_devices = json.loads(run.stdout.strip().splitlines()[-1])
     assert two_devices["devices"] == 2 and not two_devices["torch_imported"]
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), np.uint8)
-    state = features.random_torch_state("sscd", seed=3)
+    state = convnets.random_torch_state("sscd", seed=3)
     # here: features.py's own single-device loop, one batch of 5 images
     one_device = features.extract_features("sscd", images, torch_state=state, resize_to=32)
     np.testing.assert_allclose(np.array(two_devices["sscd"], np.float32), one_device, rtol=1e-5, atol=1e-6)

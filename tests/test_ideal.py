@@ -3,7 +3,6 @@
 stability at t = 0 and t = 1, and the copy detectors calibrated on the memorizer."""
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import data
 import flow

@@ -2,7 +2,6 @@
 compiled train step (bench.py's number), its arithmetic, and the paper run's evaluation share."""
 import dataclasses
 
-import jax
 import numpy as np
 import pytest
 

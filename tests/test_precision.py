@@ -14,7 +14,6 @@ import flow
 import metrics
 import parallel
 import train
-import unet
 from conftest import TINY
 
 

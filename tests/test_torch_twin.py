@@ -1,4 +1,4 @@
-"""The PyTorch twin (tests/torch_twin.py) computes unet.apply's function: same outputs and
+"""The PyTorch twin (torch_twin.py) computes unet.apply's function: same outputs and
 same parameter gradients on tiny configs with every weight random and non-zero, so a
 benchmark against it compares the same network."""
 import jax

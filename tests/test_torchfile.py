@@ -2,7 +2,6 @@
 safely: malicious pickles refused with nothing run, crafted shapes and sizes refused before
 anything large is allocated, every malformed file one TorchFileError naming the file."""
 import collections
-import io
 import os
 import pickle
 import sys

@@ -1,8 +1,8 @@
 """A PyTorch twin of unet.py: the same ADM U-Net as plain torch modules, built from a
 unet.UNetConfig, which loads our parameter dicts and computes the same function.
 
-Test-only (tests/test_torch_twin.py checks it against unet.apply) and the yardstick of
-`bench.py --torch`. Layout NCHW, as is usual in torch; `TorchUNet.forward` takes and returns
+Imported only by the tests (tests/test_torch_twin.py checks it against unet.apply) and by
+`bench.py --torch`, the yardstick of its speed; torch is a test requirement, never a run-time one. Layout NCHW, as is usual in torch; `TorchUNet.forward` takes and returns
 NCHW, `velocity_nhwc` wraps it for our NHWC arrays.
 
 Weight layouts, ours -> torch: dense w (in, out) -> Linear.weight (out, in); conv w HWIO

@@ -1,0 +1,113 @@
+"""report.py: a tiny sweep made here is published as a record and reported; the document's
+numbers are the summary's; reporting is repeatable; bad record folders are one-line errors."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import report
+import rundir
+import sweep
+from conftest import TINY
+
+
+def tiny_flags():
+    flags = []
+    for key, value in TINY.items():
+        flags += [f"--{key}", ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return flags
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """Two runs of the cpu data axis at tiny sizes, made on a tree said to have uncommitted
+    changes, summarized by sweep.py and published into a results folder of their own."""
+    root = tmp_path_factory.mktemp("report")
+    out = root / "sweeps" / "cpu-data"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rundir, "git_commit", lambda: ("0123abc", True))
+        for index in ("0", "1"):
+            sweep.main(["--axis", "data", "--preset", "cpu", "--out", str(out), "--index", index, *tiny_flags(),
+                        "--data_dir", str(root / "data")])
+    sweep.main(["--axis", "data", "--preset", "cpu", "--out", str(out), "--summary", *tiny_flags()])
+    results = root / "results"
+    report.publish(out, results)
+    readme = root / "README.md"
+    readme.write_text("# x\n<!-- findings: begin -->\n<!-- findings: end -->\n")
+    report.report(results, root / "RESULTS.md", readme)
+    return root, out, results
+
+
+def test_the_record_and_the_document_hold_the_summary_numbers(published):
+    root, out, results = published
+    record = json.loads((results / "cpu-data" / "record.json").read_text())
+    with np.load(out / "summary.npz") as summary:
+        assert [row["name"] for row in record["rows"]] == summary["name"].tolist() == ["data_40", "data_80"]
+        for key in ("final_mem", "best_swd", "memorizer_swd", "gaussian_swd", "steps_done"):
+            np.testing.assert_array_equal([row[key] for row in record["rows"]], summary[key], err_msg=key)
+    assert sorted(record["figures"]) == sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert all((results / "cpu-data" / figure).exists() for figure in record["figures"])
+    document = (root / "RESULTS.md").read_text()
+    for row in record["rows"]:
+        line = next(line for line in document.splitlines() if line.startswith(f"| {row['name']} |"))
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        assert cells[1] == f"{row['value']:g}" and cells[2] == str(row["steps_done"])
+        assert cells[7] == format(row["best_swd"], ".4g") and cells[12] == f"{row['final_mem']:.2f}"
+    assert "## Batch size" in document and "No record yet: `python sweep.py --axis batch --preset cpu`" in document
+    assert "| paper finding |" in (root / "README.md").read_text()  # the README's block, filled in
+
+
+def test_a_record_from_a_tree_with_uncommitted_changes_says_so(published):
+    root, _, results = published
+    record = json.loads((results / "cpu-data" / "record.json").read_text())
+    assert record["ran_on"]["commit"] == "0123abc" and record["ran_on"]["uncommitted_changes"] is True
+    assert "commit 0123abc, with uncommitted changes" in (root / "RESULTS.md").read_text()
+
+
+def test_reporting_twice_writes_the_same_files(published):
+    root, _, results = published
+    before = (root / "RESULTS.md").read_bytes(), (root / "README.md").read_bytes()
+    report.report(results, root / "RESULTS.md", root / "README.md")
+    assert ((root / "RESULTS.md").read_bytes(), (root / "README.md").read_bytes()) == before
+
+
+def test_bad_record_folders_are_one_line_errors(published, tmp_path):
+    _, _, results = published
+    moved = tmp_path / "results"
+    shutil.copytree(results / "cpu-data", moved / "cpu-model")  # another axis's folder name
+    with pytest.raises(report.RecordError, match=r"cpu-model holds the record of cpu-data; move it to .*cpu-data$"):
+        report.load_records(moved)
+    shutil.move(moved / "cpu-model", moved / "cpu-data")
+    figure = json.loads((moved / "cpu-data" / "record.json").read_text())["figures"][0]
+    (moved / "cpu-data" / figure).unlink()
+    with pytest.raises(report.RecordError, match=f"cpu-data lacks {figure}; publish it again"):
+        report.load_records(moved)
+    (moved / "cpu-data" / "record.json").write_text('{"kind": "sw')  # cut short
+    with pytest.raises(report.RecordError, match="no readable record.json"):
+        report.load_records(moved)
+    with pytest.raises(report.RecordError, match="is not a sweep directory"):
+        report.publish(tmp_path / "nothing", tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()  # nothing half-written
+
+
+def test_findings_rules_on_closed_cases():
+    def record(axis, values, tau, best, final, field):
+        rows = [dict(name=f"{axis}_{v}", value=v, tau_mem=t, tau_mem_T=t * 40 / v if axis == "data" else t * v / 4,  # T: N_min = 40, B_min = 4
+                     copy_onset=2 * t, mem_at_best_swd=0.0, best_swd=b, final_mem=f)
+                for v, t, b, f in zip(values, tau, best, final)]
+        curves = {row["name"]: dict(swd_test=[0.1, 0.05, 0.07, 0.04], swd_train=[0.1, 0.05, 0.07, 0.04]) for row in rows}
+        rec = dict(kind="sweep", preset="cpu", axis=axis, field=field, rows=rows, curves=curves)
+        if axis == "data":
+            rec["fit"] = dict(loglog_slope=1.1, origin_slope=5.0, origin_r2=0.99)
+        return rec
+    found = report.findings({"cpu-data": record("data", [40, 80], [200, 400], [0.05, 0.04], [0.6, 0.3], "num_train"),
+                             "cpu-batch": record("batch", [4, 8, 16], [800, 400, 200], [0.04, 0.05, 0.06], [0.6] * 3,
+                                                 "batch_size")})
+    verdicts = {finding.split(".")[0]: result for finding, _, result, _, _ in found}
+    # 1: every run novel at its best and copying after tau_mem; 2: slope 1.1; 3: only the data
+    # record, copies falling with N; 4: B in order, no lr record; 5: tau_mem in T equal on
+    # both axes; 6: every curve falls, rises 40%, falls again, the splits equal
+    assert verdicts == {"1": "reproduced", "2": "reproduced", "3": "reproduced", "4": "reproduced",
+                        "5": "reproduced", "6": "reproduced"}
+    assert report.double_descent([0.1, 0.05, 0.07, 0.04]) and not report.double_descent([0.1, 0.05, 0.051, 0.04])
