@@ -51,7 +51,10 @@ def reference_features(extract, fingerprint, images, cache_dir):
     digest = hashlib.sha256(fingerprint.encode() + str(images.shape).encode() + images.tobytes()).hexdigest()
     path = Path(cache_dir).expanduser() / f"{fingerprint}-{len(images)}-{digest[:16]}.npy"
     if path.exists():  # also when another job of the array wrote it
-        return np.load(path)
+        try:
+            return np.load(path)
+        except (OSError, EOFError, ValueError):
+            pass  # damaged (a zero-byte file from a full disk): computed and written again
     feats = extract(images)
     with files.atomic_write(path) as file:
         np.save(file, feats)

@@ -34,6 +34,7 @@ import argparse
 import functools
 import hashlib
 import os
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -93,8 +94,11 @@ def load_torch_state(space, weights_dir=None, allow_download=True):
     url, sha256_prefix = WEIGHTS[space]
     path, cache = weight_paths(space, weights_dir)
     if os.path.exists(cache):
-        with np.load(cache, allow_pickle=False) as arrays:
-            return dict(arrays)
+        try:
+            with np.load(cache, allow_pickle=False) as arrays:
+                return dict(arrays)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+            pass  # a damaged conversion: made again from the published file below
     if not os.path.exists(path):
         fix = f"download {url} and put it at {path} (or set $DIFFMEM_WEIGHTS to its folder)"
         if not allow_download:

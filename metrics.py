@@ -69,6 +69,7 @@ Use
     copies = copy_fraction(ratio)
     summary = summarize_run(load_log("runs/demo"))      # tau_mem, copy onset, rate, best SW
 """
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -278,14 +279,23 @@ def copy_fraction(ratio, threshold=COPY_RATIO_THRESHOLD):
 # ---------------------------------------------------------------------------------------
 # Quantities read off a run's log
 
+class LogError(ValueError):
+    """A log.npz that cannot be read; the message names the file and the fix."""
+
+
 def load_log(run_dir):
     """A run's log.npz as {key: array}; {} while the run has no evaluation yet (no file, or
-    a file without steps), so that every reader can skip such a run."""
+    a file without steps), so that every reader can skip such a run. A damaged file is a
+    LogError: the run's checkpoint holds the log, and starting the run again rewrites it."""
     path = Path(run_dir) / "log.npz"
     if not path.exists():
         return {}
-    with np.load(path) as f:
-        log = dict(f)
+    try:
+        with np.load(path) as f:
+            log = dict(f)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise LogError(f"{path} is damaged ({type(err).__name__}); `python train.py --run_dir {run_dir}` rewrites "
+                       f"it from the run's checkpoint (a complete run only does that)") from None
     return log if len(log.get("step", ())) else {}
 
 

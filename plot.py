@@ -12,6 +12,7 @@ dashed against the train split.
 """
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -26,7 +27,12 @@ import metrics  # noqa: E402
 def load_run(run_dir):
     """(log, config) of a run; the log is {} while the run has no evaluation."""
     run_dir = Path(run_dir)
-    return metrics.load_log(run_dir), json.loads((run_dir / "config.json").read_text())
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise metrics.LogError(f"{run_dir / 'config.json'} is unreadable ({type(err).__name__}); the run's "
+                               f"config is needed to plot it") from None
+    return metrics.load_log(run_dir), config
 
 
 def spaces_of(log, metric):
@@ -140,12 +146,25 @@ def plot_gap_by_noise(log, cfg, tau, out_dir):
     save(fig, out_dir, "gap_by_noise")
 
 
+def sample_files(run_dir):
+    """[(path, arrays)] of the run's stored samples (samples/step_*.npz), in step order; a
+    damaged file (a run killed as it wrote, before atomic writes) is skipped with a line."""
+    found = []
+    for path in sorted((Path(run_dir) / "samples").glob("step_*.npz")):
+        try:
+            with np.load(path) as f:
+                found.append((path, dict(f)))
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+            print(f"{path} is damaged ({type(err).__name__}), left out of the figures")
+    return found
+
+
 def plot_neighbours(run_dir, out_dir, count=16):
     """Samples of the last evaluation (top) above their nearest training images."""
-    files = sorted((Path(run_dir) / "samples").glob("step_*.npz"))
+    files = sample_files(run_dir)
     if not files:
         return
-    shown = np.load(files[-1])
+    shown = files[-1][1]
     rows = [("samples", shown["samples"][:count]), ("nearest (pixels)", shown["nearest_pixels"][:count])]
     if "nearest_sscd" in shown:
         rows.append(("nearest (SSCD)", shown["nearest_sscd"][:count]))
@@ -159,19 +178,18 @@ def plot_neighbours(run_dir, out_dir, count=16):
         axes[r, 0].set_ylabel(title, fontsize=7)
     for c in range(n):
         axes[1, c].set_xlabel(f"{shown['ratio_pixels'][c]:.2f}", fontsize=7)  # NN1/NN2 ratio
-    fig.suptitle(f"{files[-1].stem}: samples and their nearest training images "
+    fig.suptitle(f"{files[-1][0].stem}: samples and their nearest training images "
                  f"(number: pixel ratio, a copy below 1/3)", fontsize=9)
     save(fig, Path(out_dir), "neighbours")
 
 
 def plot_sample_evolution(run_dir, out_dir, count=10):
     """The same noise and labels at every evaluation (rows): novel samples turning into copies."""
-    files = sorted((Path(run_dir) / "samples").glob("step_*.npz"))
+    files = sample_files(run_dir)
     if not files:
         return
     fig, axes = plt.subplots(len(files), count, figsize=(count * 0.8, len(files) * 0.8), squeeze=False)
-    for r, path in enumerate(files):
-        shown = np.load(path)
+    for r, (path, shown) in enumerate(files):
         for c in range(min(count, len(shown["samples"]))):
             ax = axes[r, c]
             ax.imshow(shown["samples"][c], interpolation="nearest")
@@ -270,10 +288,13 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         raise SystemExit("usage: python plot.py RUN_DIR_OR_SWEEP_DIR")
     target = Path(sys.argv[1])
-    if (target / "sweep.json").exists():
-        plot_sweep(target)
-    elif (target / "config.json").exists():
-        plot_run(target)
-    else:
-        raise SystemExit(f"error: {target} holds neither a sweep (sweep.json) nor a run (config.json)")
+    try:
+        if (target / "sweep.json").exists():
+            plot_sweep(target)
+        elif (target / "config.json").exists():
+            plot_run(target)
+        else:
+            raise SystemExit(f"error: {target} holds neither a sweep (sweep.json) nor a run (config.json)")
+    except metrics.LogError as err:
+        raise SystemExit(f"error: {err}") from None
     print(f"figures in {target / 'figures'}")

@@ -170,10 +170,13 @@ def main(argv):
             except train.USER_ERRORS as err:
                 raise SystemExit(f"error in {name}: {err}") from None
     if args.index is None or args.summary:
-        summarize(runs, out_dir, field, mins)
         import plot
 
-        plot.plot_sweep(out_dir)
+        try:
+            summarize(runs, out_dir, field, mins)
+            plot.plot_sweep(out_dir)
+        except metrics.LogError as err:
+            raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

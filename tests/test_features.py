@@ -169,6 +169,9 @@ def test_download_is_checked_converted_and_cached(tmp_path, monkeypatch):
     assert os.path.exists(path) and os.path.exists(cache) and sorted(os.listdir(tmp_path)) == sorted(
         [os.path.basename(path), os.path.basename(cache)])
     assert state["backbone.fc.bias"].dtype == np.float32  # half weights become float32
+    open(cache, "wb").close()  # a zeroed conversion is made again from the published file
+    np.testing.assert_array_equal(features.load_torch_state("sscd", tmp_path)["backbone.fc.weight"],
+                                  state["backbone.fc.weight"])
     os.remove(path)  # the cache alone now serves the weights
     cached = features.load_torch_state("sscd", tmp_path, allow_download=False)
     assert sorted(cached) == sorted(state)

@@ -61,3 +61,27 @@ def test_runs_without_evaluations_are_skipped_by_summary_and_plots(tmp_path, cap
     plot.plot_sweep(tmp_path)
     plot.plot_run(cfg.run_dir)
     assert "no evaluation yet" in capsys.readouterr().out
+
+
+def test_damaged_logs_samples_and_caches_are_named_or_repaired(tmp_path, capsys):
+    import evaluate
+
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    (run / "log.npz").write_bytes(b"")  # zero bytes, as a full disk leaves
+    with pytest.raises(metrics.LogError, match=r"log.npz is damaged .*python train.py --run_dir .* rewrites it"):
+        metrics.load_log(run)
+    (run / "config.json").write_text("")
+    with pytest.raises(metrics.LogError, match="config.json is unreadable"):
+        plot.load_run(run)
+    np.savez(run / "samples" / "step_0000002.npz", samples=np.zeros((2, 4, 4, 3), np.uint8))
+    (run / "samples" / "step_0000001.npz").write_bytes(b"PK\x03\x04 cut short")
+    assert [path.name for path, _ in plot.sample_files(run)] == ["step_0000002.npz"]
+    assert "step_0000001.npz is damaged" in capsys.readouterr().out
+    cache, calls = tmp_path / "cache", []
+    images = np.zeros((3, 4, 4, 3), np.uint8)
+    extract = lambda x: calls.append(1) or np.ones((len(x), 2), np.float32)
+    evaluate.reference_features(extract, "f", images, cache)
+    next(cache.iterdir()).write_bytes(b"")  # the cached features, zeroed
+    np.testing.assert_array_equal(evaluate.reference_features(extract, "f", images, cache), np.ones((3, 2)))
+    assert len(calls) == 2 and np.load(next(cache.iterdir())).shape == (3, 2)  # computed again, and repaired
