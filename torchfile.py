@@ -10,7 +10,12 @@ A crafted file must not make us allocate much more memory than the file itself h
 - a storage is at most as large as the file (the data must be in it);
 - a tensor holds at most as many elements as its storage (no zero-stride broadcasts);
 - all tensors together hold at most MAX_EXPANSION times the file's bytes (tensors may share
-  a storage, e.g. tied weights, so a little more than 1x is legitimate).
+  a storage, e.g. tied weights, so a little more than 1x is legitimate), counted again when
+  they are copied out, so one tensor named under many keys is counted under each;
+- a state dict is a tree: a dict reached twice (a pickle can reference one object many times,
+  and nested references double at every level) is refused;
+- a zip member is inflated only after its declared size is checked: the pickle itself at most
+  MAX_EXPANSION times the file, the byte-order marker a few bytes.
 Every malformed file, crafted or damaged, ends in one TorchFileError (a ValueError) whose
 one-line message names the file.
 
@@ -114,9 +119,16 @@ def read_zip_format(path, budget):
         names = archive.namelist()
         pickles = [name for name in names if name.endswith("/data.pkl") and name.count("/") == 1]
         if not pickles:
-            raise TorchFileError(f"a zip archive without data.pkl, not a torch weight file")
+            raise TorchFileError("a zip archive without data.pkl, not a torch weight file")
         root = pickles[0][:-len("data.pkl")]
-        byteorder = archive.read(root + "byteorder").decode() if root + "byteorder" in names else "little"
+        if archive.getinfo(pickles[0]).file_size > MAX_EXPANSION * budget.file_bytes:
+            raise TorchFileError(f"its pickle inflates to {archive.getinfo(pickles[0]).file_size} bytes from a file "
+                                 f"of {budget.file_bytes}: corrupt or malicious file")
+        byteorder = "little"
+        if root + "byteorder" in names:
+            if archive.getinfo(root + "byteorder").file_size > 16:  # 'little' or 'big'
+                raise TorchFileError("a byteorder entry of more than 16 bytes: corrupt or malicious file")
+            byteorder = archive.read(root + "byteorder").decode()
         storages = {}
 
         def load_storage(dtype, key, location, numel, *unused):
@@ -161,14 +173,20 @@ def read_legacy_format(path, budget):
     return state
 
 
-def flat_arrays(tree, prefix=""):
+def flat_arrays(tree, budget, prefix="", seen=None):
     """{name: array}: nested dicts (a checkpoint around a state dict) joined with '.', other
-    entries (step counts, optimizer settings) dropped."""
+    entries (step counts, optimizer settings) dropped. Each copy is paid from the budget, and
+    a dict met twice is refused (a tree has none)."""
+    seen = set() if seen is None else seen
+    if id(tree) in seen:
+        raise TorchFileError("a dict referenced twice: not a tree of state dicts (corrupt or malicious file)")
+    seen.add(id(tree))
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(flat_arrays(value, f"{prefix}{key}."))
+            flat.update(flat_arrays(value, budget, f"{prefix}{key}.", seen))
         elif isinstance(value, np.ndarray):
+            budget.spend(value.nbytes)
             # a C-contiguous, native-byte-order copy, no longer a view of a storage
             flat[prefix + str(key)] = np.array(value, value.dtype.newbyteorder("="), order="C")
     return flat
@@ -181,7 +199,7 @@ def read_torch_file(path):
         state = read_zip_format(path, budget) if zipfile.is_zipfile(path) else read_legacy_format(path, budget)
         if not isinstance(state, dict):
             raise TorchFileError(f"holds a {type(state).__name__}, not a state dict")
-        return flat_arrays(state)
+        return flat_arrays(state, budget)
     except TorchFileError as error:
         raise TorchFileError(f"{path}: {error}") from None
     except Exception as error:  # noqa: BLE001 - any failure to parse an untrusted file is a corrupt file

@@ -181,3 +181,67 @@ def test_deep_nesting_is_a_one_line_error(tmp_path):
     crafted_zip(path, pickled + b".", {})
     with pytest.raises(torchfile.TorchFileError, match="corrupt torch weight file .*Recursion"):
         torchfile.read_torch_file(path)
+
+
+# --- memory bombs: each crafted here, each refused within a memory budget --------------------
+
+def peak_bytes_of(fn):
+    """(result or the exception raised, the peak bytes Python allocated while fn ran)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = fn()
+    except Exception as error:  # noqa: BLE001 - the refusal is what the tests look at
+        result = error
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return result, peak
+
+
+def rezip(source, target, replace):
+    """Copy a torch zip archive, its members' bytes replaced by replace(name, data) (deflated)."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+        for name in old.namelist():
+            new.writestr(name, replace(name, old.read(name)))
+
+
+def test_one_tensor_under_many_keys_is_paid_for_under_each(tmp_path):
+    torch = pytest.importorskip("torch")
+    shared = torch.zeros(64 * 1024)  # 256 kB, one object: the pickle memoizes it
+    path = tmp_path / "bomb.pth"
+    torch.save({f"key{i}": shared for i in range(2000)}, path)  # 500 MB if each key were copied
+    error, peak = peak_bytes_of(lambda: torchfile.read_torch_file(path))
+    assert isinstance(error, torchfile.TorchFileError) and "more than 4x the file" in str(error)
+    assert peak < 8 * os.path.getsize(path)
+
+
+def test_a_dag_of_dicts_is_refused_before_it_multiplies(tmp_path):
+    torch = pytest.importorskip("torch")
+    level = {"weight": torch.zeros(4)}
+    for _ in range(24):  # each level references the one below twice: 2^24 paths in 24 dicts
+        level = {"a": level, "b": level}
+    path = tmp_path / "bomb.pth"
+    torch.save(level, path)
+    error, peak = peak_bytes_of(lambda: torchfile.read_torch_file(path))
+    assert isinstance(error, torchfile.TorchFileError) and "a dict referenced twice" in str(error)
+    assert peak < 1_000_000
+
+
+@pytest.mark.parametrize("member, message", [("byteorder", "byteorder entry of more than 16 bytes"),
+                                             ("data.pkl", "its pickle inflates to")])
+def test_deflated_members_are_checked_before_they_inflate(tmp_path, member, message):
+    torch = pytest.importorskip("torch")
+    honest = tmp_path / "honest.pth"
+    torch.save({"weight": torch.zeros(4)}, honest)
+    big = 200 * 1024 * 1024  # 200 MB of zeros deflate to about 200 kB
+    if member == "data.pkl":  # a pickle that pushes a 200 MB bytes object (BINBYTES8), then stops
+        payload = b"\x80\x04\x8e" + big.to_bytes(8, "little") + bytes(big) + b"."
+    else:
+        payload = bytes(big)
+    path = tmp_path / "bomb.pth"
+    rezip(honest, path, lambda name, data: payload if name.endswith("/" + member) else data)
+    assert os.path.getsize(path) < 2_000_000
+    error, peak = peak_bytes_of(lambda: torchfile.read_torch_file(path))
+    assert isinstance(error, torchfile.TorchFileError) and message in str(error)
+    assert peak < 10_000_000  # nothing inflated
