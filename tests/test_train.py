@@ -374,3 +374,22 @@ def test_a_training_set_that_changed_between_starts_is_refused(tiny_config):
         rundir.check_dataset(run, after, "resume")
     relabelled = rundir.images_fingerprint(np.zeros((4, 2, 2, 3), np.uint8), np.arange(1, 5))
     assert relabelled != before["train"]
+
+
+def test_a_complete_run_rewrites_its_damaged_log_from_the_checkpoint(tiny_config, capsys):
+    log = train.train(tiny_config)
+    path = Path(tiny_config.run_dir) / "log.npz"
+    path.write_bytes(b"")  # emptied after the run ended
+    again = train.train(tiny_config)  # complete: nothing trains, the log is written anew
+    assert "complete" in capsys.readouterr().out
+    with np.load(path) as repaired:
+        assert repaired["step"].tolist() == [int(s) for s in log["step"]] == [int(s) for s in again["step"]]
+        np.testing.assert_array_equal(repaired["test_loss"], np.asarray(log["test_loss"]))
+
+
+def test_a_run_dir_that_cannot_be_written_is_refused_before_training(tiny_config, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cfg = dataclasses.replace(tiny_config, run_dir=str(blocker / "run"))  # a directory inside a file
+    with pytest.raises(rundir.RunDirError, match=r"cannot write to .*a_file/run .*choose a writable --run_dir"):
+        train.train(cfg)
