@@ -17,6 +17,9 @@ A row holds
   constant: the fidelity (SW and FID, every feature space) of the two references' own samples
   from the sample noise and labels, memorizer_swd_<space>_<split> and gaussian_...: what a
   network that copies the training set scores, and one that knows only its mean and covariance;
+- what the network has learnt, per noise bin: the relative distance of its velocity to each
+  exact reference's (memorizer, Gaussian fit, k x k patch memorizer) on held-out inputs,
+  distance_<ref>_bins, and as constants the references' distances to each other;
 - with samples=True (train.py asks at cfg.num_sample_evals of the evaluations), 'sample_step'
   and the sample metrics: samples from the EMA parameters, from noise and labels fixed once,
   then the pixel-space copy fraction, how close each sample is to the training image the
@@ -212,6 +215,39 @@ def noisy_half_gap(test_bins, train_bins, memorizer_test_bins, memorizer_train_b
     return float(span @ gap / (span @ span)) if span @ span > 0 else float("nan")
 
 
+def make_distances(cfg, velocity, dataset, test_set):
+    """What the network has learnt, against the exact references (ideal.py): the memorizer, the
+    Gaussian fit and the k x k patch memorizer (k = cfg.patch_size). Returns (distances(params)
+    -> {'distance_<ref>_bins': (10,)}, constants): per bin of t, |v - v_ref|^2 / |v_ref|^2 of
+    the network's velocity on the first cfg.distance_images test inputs (their loss set's noise
+    and times), and the same between the references, '<a>_distance_<b>_bins' (a in b's place).
+    Nothing when cfg.distance_images is 0."""
+    if cfg.distance_images == 0:
+        return (lambda params: {}), {}
+    start = time.time()
+    images, labels, noise, t = (array[:cfg.distance_images] for array in test_set)
+    x_t = np.asarray(flow.interpolate(images, noise, t))  # (n, H, W, C), held-out images noised
+    train = data.to_model_range(dataset.train_images)
+    references = {
+        "memorizer": (ideal.memorizer_velocity, ideal.memorizer_params(train, dataset.train_labels, cfg.num_classes)),
+        "gaussian": (ideal.gaussian_velocity, ideal.gaussian_params(train)),
+        "patch": (ideal.patch_memorizer_velocity,
+                  ideal.patch_memorizer_params(train, dataset.train_labels, cfg.num_classes, cfg.patch_size))}
+    at_inputs = lambda v, params: parallel.run_batched(parallel.data_parallel(v), params, x_t, t, labels,
+                                                       batch=cfg.eval_batch)
+    v_refs = {name: at_inputs(v, parallel.replicate(params)) for name, (v, params) in references.items()}
+    constants = {f"{a}_distance_{b}_bins": ideal.relative_distance_by_bin(v_refs[a], v_refs[b], t)
+                 for a in v_refs for b in v_refs if a != b}
+    print(f"distance references (memorizer, Gaussian, {cfg.patch_size}x{cfg.patch_size} patch memorizer on "
+          f"{len(t)} test inputs): {time.time() - start:.1f} s", flush=True)
+
+    def distances(params):
+        v = at_inputs(velocity, params)
+        return {f"distance_{name}_bins": ideal.relative_distance_by_bin(v, v_ref, t) for name, v_ref in v_refs.items()}
+
+    return distances, constants
+
+
 def make_evaluator(cfg, velocity, dataset, run_dir, key, sample_velocity=None):
     """evaluate(state, step) -> one log row (see the file's docstring). velocity(params, x, t,
     y) is the network, as flow.py takes it, for the losses; sample_velocity (default: the same)
@@ -234,6 +270,8 @@ def make_evaluator(cfg, velocity, dataset, run_dir, key, sample_velocity=None):
     sample_labels = dataset.train_labels[np.asarray(jax.random.randint(k_labels, (cfg.num_samples,), 0, cfg.num_train))]
     refs = load_or_compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels, run_dir)
     constants = {k: v for k, v in refs.items() if k not in ("memorizer_index", "gaussian_samples")}
+    distances, distance_constants = make_distances(cfg, velocity, dataset, loss_sets["test"])
+    constants.update(distance_constants)
     fidelity, train_features = make_fidelity(cfg, dataset)
     # Yardsticks for the samples' fidelity, from the same noise and labels: the memorizer's
     # samples (the training images: what a network that copies scores) and the Gaussian's
@@ -254,6 +292,7 @@ def make_evaluator(cfg, velocity, dataset, run_dir, key, sample_velocity=None):
         bins = [row["test_loss_bins"], row["train_loss_bins"], refs["memorizer_test_loss_bins"],
                 refs["memorizer_train_loss_bins"]]
         row["gap_normalized_bins"], row["gap_normalized"] = normalized_gap(*bins), noisy_half_gap(*bins)
+        row.update(distances(state["params"]))
         if not samples:
             return row
         images = sample(state["ema"], sample_noise, sample_labels)

@@ -64,7 +64,7 @@ def shape(*dims, dtype=jnp.float32):
 def unet_costs(model, batch_size):
     """(FLOPs of one train step on a global batch, FLOPs of one U-Net forward per image)."""
     fields = {k: getattr(model, k) for k in model.__dataclass_fields__ if k != "compute_dtype"}
-    cfg = train.Config(batch_size=batch_size, train_dtype=model.compute_dtype, **fields)
+    cfg = train.Config(batch_size=batch_size, train_dtype=model.compute_dtype, distance_images=0, **fields)
     state = jax.eval_shape(lambda: train.init_state(cfg))
     step = train.make_train_step(cfg)  # pmapped: one device's program on the whole batch
     size = model.image_size
@@ -89,6 +89,14 @@ def feature_flops(space, image_size):
 def reference_flops(cfg):
     """FLOPs of ideal.py's references for one run: memorizer and Gaussian losses on the
     evaluation sets, and their samples."""
+    loss_images = cfg.eval_train_size + cfg.num_test
+    calls = cfg.num_samples * cfg.sample_steps * (1 if cfg.guidance == 0 else 2)
+    return global_reference_flops(cfg) * (loss_images + calls)
+
+
+@functools.lru_cache(maxsize=None)
+def global_reference_flops(cfg):
+    """FLOPs of the memorizer's and the Gaussian's velocity on one image."""
     d, n, b = cfg.image_size ** 2 * 3, cfg.num_train, 64
     # all N images as one chunk: XLA counts a loop's body once, so a scan over chunks would
     # be counted as one chunk
@@ -99,9 +107,24 @@ def reference_flops(cfg):
     x, t, y = shape(b, cfg.image_size, cfg.image_size, 3), shape(b), shape(b, dtype=jnp.int32)
     per_memorizer = flops(ideal.memorizer_velocity, memorizer, x, t, y) / b
     per_gaussian = flops(ideal.gaussian_velocity, gaussian, x, t, y) / b
-    loss_images = cfg.eval_train_size + cfg.num_test
-    calls = cfg.num_samples * cfg.sample_steps * (1 if cfg.guidance == 0 else 2)
-    return (per_memorizer + per_gaussian) * (loss_images + calls)
+    return per_memorizer + per_gaussian
+
+
+def distance_flops(cfg, forward, n_evals):
+    """FLOPs of evaluate.make_distances: the network's velocity on distance_images held-out
+    inputs at every evaluation, and the three references' (memorizer, Gaussian fit, patch
+    memorizer) on them once."""
+    n, size, k = cfg.distance_images, cfg.image_size, cfg.patch_size
+    if n == 0:
+        return 0.0
+    patches = cfg.num_train * (size - k + 1) ** 2  # every k x k patch, as one chunk (see reference_flops)
+    patch = {"patches": shape(1, patches, k, k, 3), "labels": shape(1, patches, dtype=jnp.int32),
+             "half_sq_norms": shape(1, patches), "mean": shape(k, k, 3),
+             "has_class": shape(cfg.num_classes + 1, dtype=jnp.bool_)}
+    b = 8
+    x, t, y = shape(b, size, size, 3), shape(b), shape(b, dtype=jnp.int32)
+    per_patch = flops(ideal.patch_memorizer_velocity, patch, x, t, y) / b
+    return forward * n * n_evals + (per_patch + global_reference_flops(cfg)) * n
 
 
 def run_costs(cfg):
@@ -114,6 +137,7 @@ def run_costs(cfg):
              "losses": forward * (cfg.eval_train_size + cfg.num_test) * n_evals,
              "sampling": forward * calls_per_sample * cfg.num_samples * n_sample_evals,
              "references": reference_flops(cfg),
+             "distances": distance_flops(cfg, forward, n_evals),
              # the samples of every sample evaluation and the two references' samples, the splits
              "features": sum(feature_flops(space, cfg.image_size) * (cfg.num_samples * (n_sample_evals + 2)
                                                                      + cfg.num_train + cfg.num_test)
@@ -154,7 +178,7 @@ def peak_flops(hardware, bf16):
 def print_plan(named_configs, hardware="H100", devices=1, utilization=0.4, bf16=False):
     """One line per run and a total: FLOPs by part, evaluation's share, projected time."""
     peak = peak_flops(hardware, bf16) * devices * utilization
-    parts = ["train", "losses", "sampling", "references", "features"]
+    parts = ["train", "losses", "sampling", "references", "distances", "features"]
     print(f"FLOPs (XLA cost analysis) and time on {devices} x {hardware} at {utilization:.0%} of "
           f"{peak / devices / utilization / 1e12:.1f} TFLOP/s each"
           + ("" if hardware == "cpu" else f" ({'bfloat16' if bf16 else PRECISIONS})"))

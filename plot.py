@@ -97,6 +97,7 @@ def plot_run(run_dir, out_dir=None):
                  f"lr={cfg['lr']:g}")
     save(fig, out_dir, "training")
     plot_gap_by_noise(log, cfg, tau, out_dir)
+    plot_distances(log, cfg, tau, out_dir)
     plot_neighbours(run_dir, out_dir)
     plot_sample_evolution(run_dir, out_dir)
 
@@ -157,6 +158,37 @@ def sample_files(run_dir):
         except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
             print(f"{path} is damaged ({type(err).__name__}), left out of the figures")
     return found
+
+
+REFERENCE_NAMES = {"memorizer": "memorizer", "gaussian": "Gaussian fit", "patch": "patch memorizer"}
+
+
+def plot_distances(log, cfg, tau, out_dir):
+    """What the network has learnt: per exact reference, the relative distance of its velocity
+    to the reference's, |v - v_ref|^2 / |v_ref|^2, through training, one line per noise bin;
+    past the last step, the other references' distances to it, per bin in the bin's colour."""
+    names = [name for name in REFERENCE_NAMES if f"distance_{name}_bins" in log]
+    if not names:
+        return
+    step, bins = log["step"], log[f"distance_{names[0]}_bins"].shape[1]
+    colors = plt.cm.coolwarm(np.linspace(0, 1, bins))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for k in range(bins):
+            ax.plot(step, log[f"distance_{name}_bins"][:, k], color=colors[k], linewidth=1.2,
+                    label=f"t in [{k / bins:.1f}, {(k + 1) / bins:.1f})" if k in (0, bins // 2, bins - 1) else None)
+        for other, (marker, x) in zip([n for n in names if n != name], (("<", 1.15), ("s", 1.35))):
+            key = f"{other}_distance_{name}_bins"
+            if key in log:  # the other references in the network's place, per bin (its colour), past the end
+                ax.scatter(np.full(bins, step[-1] * x), log[key][0], c=colors, marker=marker, s=16,
+                           label=f"the {REFERENCE_NAMES[other]}'s")
+        mark_tau(ax, tau)
+        ax.set(xscale="log", yscale="log", xlabel="step", title=f"to the {REFERENCE_NAMES[name]}")
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel(r"$|v - v_{ref}|^2 / |v_{ref}|^2$ (held-out inputs)")
+    fig.suptitle(f"what the network has learnt: N={cfg['num_train']}, C={cfg['base_channels']}, "
+                 f"B={cfg['batch_size']}, lr={cfg['lr']:g}", fontsize=10)
+    save(fig, out_dir, "distances")
 
 
 def plot_neighbours(run_dir, out_dir, count=16):

@@ -69,9 +69,11 @@ def damaged(path, err):
                        f"or put back a copy")
 
 
-def decide(run_dir, requested, defaults, fix=None):
+def decide(run_dir, requested, defaults, fix=None, before_added=None):
     """(fields, status) of a start with the `requested` fields (a dict: the command line's
-    flags, or every field of a config) in run_dir, `defaults` the fields' defaults:
+    flags, or every field of a config) in run_dir, `defaults` the fields' defaults, and
+    `before_added` the values that reproduce what a run did before a field existed (where that
+    is not the default: a measurement the run never made):
     - 'new': no checkpoint. A config.json without a checkpoint is a start that never reached
       its first checkpoint: it binds nothing; asked for with nothing but FREE_ON_RESUME
       fields (`train.py --run_dir X`), it is started again as saved;
@@ -79,7 +81,7 @@ def decide(run_dir, requested, defaults, fix=None):
       FREE_ON_RESUME ones from `requested`. Any other requested field must equal the saved one,
       or RunDirError says what differs and `fix`. feature_spaces may name more spaces than
       the run has: they are the ones asked for, the saved ones those fixed at its start."""
-    saved, step = saved_config(run_dir, defaults), checkpoint_step(run_dir)
+    saved, step = saved_config(run_dir, {**defaults, **(before_added or {})}), checkpoint_step(run_dir)
     if step is None:
         only_free = set(requested) <= FREE_ON_RESUME
         return ({**saved, **requested} if saved and only_free else {**defaults, **requested}), "new"

@@ -27,7 +27,8 @@ PRESETS = {
                 channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8,), batch_size=16,
                 lr=3e-3, steps=2000, ema_decay=0.995, num_evals=20, num_sample_evals=8, first_eval=20,
                 eval_train_size=512, sample_steps=25, num_samples=256, swd_samples=256,
-                feature_spaces=("pixels", "randconv"), grid_samples=64, checkpoint_minutes=2.0),
+                feature_spaces=("pixels", "randconv"), grid_samples=64, checkpoint_minutes=2.0,
+                distance_images=256, patch_size=5),
 }
 
 AXES = {
@@ -49,7 +50,8 @@ AXES = {
     #   copies within the budget.
     # lr: twice the preset's steps, since equal T gives the largest lr the fewest steps.
     "cpu": {"data": ("num_train", (40, 80, 160, 320),
-                     dict(conditional=False, image_size=8, attention_resolutions=(4,), lr=1e-3, steps=4000)),
+                     dict(conditional=False, image_size=8, attention_resolutions=(4,), lr=1e-3, steps=4000,
+                          patch_size=3)),
             "model": ("base_channels", (16, 24, 32, 48), dict(norm_groups=0)),
             "batch": ("batch_size", (4, 8, 16, 32), {}),
             "lr": ("lr", (7.5e-4, 1.5e-3, 3e-3, 6e-3), dict(steps=4000))},

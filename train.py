@@ -87,6 +87,11 @@ class Config:
     feature_spaces: tuple[str, ...] = ("inception", "sscd", "randconv", "pixels")  # fixed at the run's start
     weights_dir: str = ""  # "" = $DIFFMEM_WEIGHTS, else ~/.cache/diffmem/weights
     allow_missing_weights: bool = False  # True: a new run measures only in the spaces it has weights for
+    # what the network has learnt: its velocity against the exact references (ideal.py) on
+    # distance_images held-out inputs at every evaluation (0: not measured); patch_size is the
+    # k of the k x k patch memorizer, about a quarter of the image side (docs/METHODS.md)
+    distance_images: int = 512
+    patch_size: int = 9
     grid_samples: int = 64
     # bookkeeping
     run_dir: str = "runs/default"
@@ -112,8 +117,12 @@ class Config:
                              f"and tick_seconds={self.tick_seconds} finite and >= 0")
         if not (self.run_dir.strip() and self.data_dir.strip()):
             raise ValueError(f"run_dir={self.run_dir!r}, data_dir={self.data_dir!r}: must not be empty")
-        if self.data_offset < 0:
-            raise ValueError(f"data_offset={self.data_offset}: must be >= 0")
+        if self.data_offset < 0 or not 0 <= self.distance_images <= self.num_test:
+            raise ValueError(f"data_offset={self.data_offset} must be >= 0, distance_images={self.distance_images} "
+                             f"between 0 and num_test={self.num_test}")
+        if self.distance_images and not 1 <= self.patch_size <= self.image_size:
+            raise ValueError(f"patch_size={self.patch_size} must be between 1 and image_size={self.image_size} "
+                             f"(about a quarter of it), or --distance_images 0")
         if unknown := [s for s in self.feature_spaces if s not in features.SPACES]:
             raise ValueError(f"unknown feature_spaces {unknown}; choose from {', '.join(features.SPACES)}")
         model_config(self, self.sample_dtype)  # the U-Net's own checks
@@ -196,12 +205,17 @@ def make_config(fields):
         raise ConfigError(str(err)) from None
 
 
+# A run saved before these fields existed did not measure what they switch on.
+BEFORE_ADDED = {"distance_images": 0}
+
+
 def resolve_run(requested, fix=None):
     """(Config, status) of starting the run `requested` (a dict of fields: the command line's
     flags, or all of a Config's) in its run_dir: status 'new', 'resume' or 'complete', decided
     once, by rundir.decide (a run directory holding another run is a RunDirError)."""
     defaults = {field.name: field.default for field in dataclasses.fields(Config)}
-    fields, status = rundir.decide(requested.get("run_dir", Config.run_dir), requested, defaults, fix)
+    fields, status = rundir.decide(requested.get("run_dir", Config.run_dir), requested, defaults, fix,
+                                   before_added=BEFORE_ADDED)
     return make_config(fields), status
 
 

@@ -18,7 +18,8 @@ TINY = dict(dataset="shapes", num_train=8, num_test=16, image_size=8, base_chann
             channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,), head_dim=8,
             embed_dim=32, batch_size=4, lr=1e-3, steps=6, num_evals=2, first_eval=3,
             eval_train_size=8, eval_batch=8, sample_steps=2, num_samples=8, swd_samples=8,
-            feature_spaces=("pixels",), grid_samples=4, tick_seconds=0.0)
+            feature_spaces=("pixels",), grid_samples=4, tick_seconds=0.0,
+            distance_images=8, patch_size=3)
 
 
 @pytest.fixture

@@ -127,3 +127,26 @@ def test_the_yardsticks_are_what_the_exact_references_score_as_networks(tiny_con
     assert {key: again[f"gaussian_{key}"] for key in keys} == {key: rows["gaussian"][f"gaussian_{key}"] for key in keys}
     with np.load(path) as f:
         np.testing.assert_array_equal(f["gaussian_samples"], saved["gaussian_samples"])
+
+
+def test_each_reference_in_the_networks_place_is_at_distance_zero_from_itself(tiny_config):
+    """The distances of the log, with an exact reference as the network: 0 to itself, and to
+    the others exactly the constants <ref>_distance_<other>_bins."""
+    cfg = dataclasses.replace(tiny_config, distance_images=16, feature_spaces=())  # 16 inputs: every bin of t
+    dataset = data.load(cfg.dataset, num_train=cfg.num_train, num_test=cfg.num_test, data_dir=cfg.data_dir,
+                        image_size=cfg.image_size)
+    images, labels = data.to_model_range(dataset.train_images), dataset.train_labels
+    networks = {"memorizer": (ideal.memorizer_velocity, ideal.memorizer_params(images, labels, cfg.num_classes)),
+                "gaussian": (ideal.gaussian_velocity, ideal.gaussian_params(images)),
+                "patch": (ideal.patch_memorizer_velocity,
+                          ideal.patch_memorizer_params(images, labels, cfg.num_classes, cfg.patch_size))}
+    for name, (velocity, params) in networks.items():
+        replicated = parallel.replicate(params)
+        row = evaluate.make_evaluator(cfg, velocity, dataset, cfg.run_dir, jax.random.PRNGKey(3))(
+            {"params": replicated, "ema": replicated}, 1, samples=False)
+        np.testing.assert_allclose(row[f"distance_{name}_bins"], 0.0, atol=1e-10, err_msg=name)
+        for other in set(networks) - {name}:
+            assert row[f"distance_{other}_bins"].shape == (10,)
+            np.testing.assert_allclose(row[f"distance_{other}_bins"], row[f"{name}_distance_{other}_bins"],
+                                       rtol=1e-6, err_msg=f"{name} -> {other}")
+            assert np.all(row[f"distance_{other}_bins"] > 1e-6)  # the references differ in every bin

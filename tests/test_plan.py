@@ -80,6 +80,8 @@ def test_run_costs_add_up():
     assert costs["losses"] == pytest.approx(forward * (cfg.eval_train_size + cfg.num_test) * n_evals)
     assert costs["sampling"] == pytest.approx(forward * cfg.sample_steps * cfg.num_samples * n_sample)
     assert costs["features"] == 0  # pixels only
+    without = plan.run_costs(dataclasses.replace(cfg, distance_images=0))
+    assert without["distances"] == 0 and costs["distances"] > forward * cfg.distance_images * n_evals
     guided = plan.run_costs(dataclasses.replace(cfg, guidance=1.0))
     assert guided["sampling"] == pytest.approx(2 * costs["sampling"])  # two calls per step
 
@@ -87,6 +89,6 @@ def test_run_costs_add_up():
 def test_the_default_paper_run_spends_at_most_a_quarter_on_evaluation():
     cfg = train.Config()
     costs = plan.run_costs(cfg)
-    evaluation = sum(costs[p] for p in ("losses", "sampling", "references", "features"))
+    evaluation = sum(costs[p] for p in ("losses", "sampling", "references", "distances", "features"))
     assert evaluation / (evaluation + costs["train"]) <= 0.25
     assert len(train.sample_eval_steps(cfg)) >= 10 and len(train.eval_steps(cfg)) >= 10

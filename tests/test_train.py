@@ -288,6 +288,8 @@ def test_a_run_saved_before_a_field_existed_resumes_with_its_default(tiny_config
     (["--run_dir", ""], "run_dir='', data_dir=.*must not be empty"),
     (["--feature_spaces", "pixels,clip"], r"unknown feature_spaces \['clip'\]"),
     (["--batch_size", "0"], "batch_size=0: must be at least 1"),
+    (["--preset", "cpu", "--patch_size", "17"], "patch_size=17 must be between 1 and image_size=16"),
+    (["--distance_images", "5000", "--num_test", "100"], "distance_images=5000 between 0 and num_test=100"),
 ])
 def test_settings_that_cannot_run_are_one_line_errors(flags, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
