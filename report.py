@@ -255,8 +255,9 @@ def findings(records, preset="cpu"):
                 f"a double descent in {len(descents)} of {len(both)} runs; the splits together in {len(together)} "
                 f"of {len(both)}", list(axes)))
     missing = lambda anchors: [a for a in anchors if a not in axes]
-    return [(finding, rule, result, evidence + (f"; no record of {', '.join(missing(anchors))} yet"
-                                                 if missing(anchors) and result != "no record" else ""), anchors)
+    return [(finding, rule, result + (" so far" if missing(anchors) and result != "no record" else ""),
+             evidence + (f"; no record of {', '.join(missing(anchors))} yet" if missing(anchors)
+                         and result != "no record" else ""), anchors)
             for finding, rule, result, evidence, anchors in out]
 
 
