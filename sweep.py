@@ -6,6 +6,7 @@
     python sweep.py --axis lr --index 2       # only run 2 (job arrays: one run per task)
     python sweep.py --axis lr --summary       # summary and figures of the runs done so far
     python sweep.py --axis data --preset paper --plan --hardware TPU-v5p --devices 16   # costs first
+    python sweep.py --axis data --twin        # + each run's twin on the next N images (twins.py)
 
 The axes and presets are study.py's. Every run of an axis gets the same budget of normalized
 steps T = step * (N_min/N) * (B/B_min) * (lr/lr_min): steps = preset steps * (N/N_0) *
@@ -45,6 +46,29 @@ def run_configs(preset, axis, out_dir, overrides):
                                                first_eval=max(1, round(base.first_eval * budget)),
                                                run_dir=str(Path(out_dir) / name))))
     return runs
+
+
+def twin_configs(runs):
+    """[(name_twin, Config)]: each run's twin, trained on the next N images (twins.py)."""
+    return [(f"{name}_twin", dataclasses.replace(cfg, data_offset=cfg.data_offset + cfg.num_train,
+                                                 run_dir=f"{cfg.run_dir}_twin")) for name, cfg in runs]
+
+
+def compare_twins(runs, out_dir, mins):
+    """Each run against its twin (twins.py): a line per pair, and the axis figure."""
+    import twins
+
+    pairs = []
+    for (name, cfg), (_, twin) in zip(runs, twin_configs(runs)):
+        if metrics.load_log(cfg.run_dir) and metrics.load_log(twin.run_dir):
+            result = twins.save_comparison(cfg.run_dir, twin.run_dir)
+            pairs.append((name, dataclasses.asdict(cfg), result))
+            print(f"{name} and its twin: paired similarity {result['similarity'][0]:.3f} at step "
+                  f"{result['step'][0]}, {result['similarity'][-1]:.3f} at {result['step'][-1]} (chance "
+                  f"{result['similarity_chance'][-1]:.3f}); copies at the end {result['mem'][-1]:.2f} and "
+                  f"{result['mem_twin'][-1]:.2f}")
+    if pairs:
+        twins.plot_axis(pairs, mins, Path(out_dir) / "figures")
 
 
 def axis_minima(preset):
@@ -112,6 +136,8 @@ def parse_args(argv):
     parser.add_argument("--index", type=int, help="run only this run of the axis (job arrays)")
     parser.add_argument("--summary", action="store_true", help="only summarize and plot the runs done")
     parser.add_argument("--plan", action="store_true", help="print what the runs would cost, start nothing")
+    parser.add_argument("--twin", action="store_true",
+                        help="also train each run's twin on the next N images, and compare them (twins.py)")
     plan.add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
     return args, train.parse_flags(rest)
@@ -142,14 +168,15 @@ def main(argv):
     except train.ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     field = study.AXES[preset][args.axis][0]
-    if args.index is not None and not 0 <= args.index < len(runs):
-        raise SystemExit(f"error: --index {args.index}: the {args.axis} axis has runs 0 to {len(runs) - 1}")
+    everything = runs + (twin_configs(runs) if args.twin else [])  # what trains: the twins after the runs
+    if args.index is not None and not 0 <= args.index < len(everything):
+        raise SystemExit(f"error: --index {args.index}: the {args.axis} axis has runs 0 to {len(everything) - 1}")
     if args.plan:
-        plan.print_plan(runs if args.index is None else [runs[args.index]], args.hardware, args.devices,
+        plan.print_plan(everything if args.index is None else [everything[args.index]], args.hardware, args.devices,
                         args.utilization, args.bf16)
         return
     if args.list:
-        for i, (name, cfg) in enumerate(runs):
+        for i, (name, cfg) in enumerate(everything):
             try:
                 complete = is_complete(cfg)
             except train.USER_ERRORS as err:
@@ -161,7 +188,7 @@ def main(argv):
     with files.atomic_write(out_dir / "sweep.json", "w") as file:
         json.dump({"preset": preset, "axis": args.axis, "field": field, "runs": [name for name, _ in runs],
                    "normalization": mins}, file, indent=2)
-    chosen = runs if args.index is None else [runs[args.index]]
+    chosen = everything if args.index is None else [everything[args.index]]
     if not args.summary:
         for name, cfg in chosen:
             print(f"\n=== {name}: {field}={getattr(cfg, field):g}, {cfg.steps} steps -> {cfg.run_dir}", flush=True)
@@ -175,6 +202,8 @@ def main(argv):
         try:
             summarize(runs, out_dir, field, mins)
             plot.plot_sweep(out_dir)
+            if args.twin:
+                compare_twins(runs, out_dir, mins)
         except metrics.LogError as err:
             raise SystemExit(f"error: {err}") from None
 
