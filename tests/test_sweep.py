@@ -85,3 +85,10 @@ def test_damaged_logs_samples_and_caches_are_named_or_repaired(tmp_path, capsys)
     next(cache.iterdir()).write_bytes(b"")  # the cached features, zeroed
     np.testing.assert_array_equal(evaluate.reference_features(extract, "f", images, cache), np.ones((3, 2)))
     assert len(calls) == 2 and np.load(next(cache.iterdir())).shape == (3, 2)  # computed again, and repaired
+
+
+def test_the_largest_lr_of_each_lr_axis_gets_at_least_half_the_presets_steps(tmp_path):
+    for preset in ("paper", "cpu"):
+        runs = sweep.run_configs(preset, "lr", tmp_path, {})
+        largest = max(runs, key=lambda run: run[1].lr)[1]
+        assert largest.steps >= train.make_config(study.PRESETS[preset]).steps / 2, preset

@@ -334,6 +334,15 @@ def test_an_installed_accelerator_that_jax_does_not_see_is_refused(monkeypatch):
     parallel.check_accelerator()  # the CPU, on purpose
 
 
+def test_the_accelerator_requirements_pin_the_jax_of_the_runtime_requirements():
+    root = REPO
+    pins = dict(line.split("==") for line in (root / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    for name, extra in (("requirements-cuda.txt", "jax[cuda13]"), ("requirements-tpu.txt", "jax[tpu]")):
+        lines = (root / name).read_text().splitlines()
+        assert "-r requirements.txt" in lines and f"{extra}=={pins['jax']}" in lines, name
+
+
 def test_random_streams_of_different_seeds_and_purposes_never_coincide():
     keys = {(seed, purpose): tuple(np.asarray(jax.random.key_data(train.rng_stream(seed, purpose))).ravel())
             for seed in range(5) for purpose in train.PURPOSES}
