@@ -79,6 +79,7 @@ COPY_RATIO_THRESHOLD = 1 / 3  # pixel-space ||x - NN1|| / ||x - NN2||, Yoon et a
 N_DIRECTIONS = 1024
 DIRECTIONS_SEED = 0
 COPY_ONSET = 0.05  # the copy onset: 5% of the samples are copies
+GENERATION_TOLERANCE = 0.1  # tau_gen: the first sample step within 10% of the best fidelity before tau_mem
 SAMPLE_PREFIXES = ("mem_", "swd_", "fid_")  # log keys measured on samples, indexed by 'sample_step'
 
 
@@ -369,6 +370,16 @@ def best_fidelity(log, tau_mem, swd_key="swd_inception_test"):
     return float(swd[best]), float(steps[best])
 
 
+def generalization_time(log, tau_mem, swd_key="swd_inception_test", within=GENERATION_TOLERANCE):
+    """tau_gen (Bonnaire et al. 2025, arXiv:2505.17638): the first sample step at which the
+    fidelity log[swd_key] comes within `within` (10%) of the run's best fidelity at or before
+    tau_mem, the one the paper measures; so tau_gen <= that best's step. NaN without samples."""
+    best, _ = best_fidelity(log, tau_mem, swd_key)
+    steps, swd = steps_of(log, swd_key), np.asarray(log[swd_key], float)
+    reached = np.flatnonzero(np.isfinite(swd) & (swd <= best * (1 + within)))
+    return float(steps[reached[0]]) if np.isfinite(best) and len(reached) else float("nan")
+
+
 def summary_keys(log):
     """(memorization score key, SW key) of a log: SSCD and Inception where the run had their
     weights, else the pixel-space copy fraction and SW in the random ConvNet's space (randconv)
@@ -380,7 +391,7 @@ def summary_keys(log):
 
 
 def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd"):
-    """{'tau_mem', 'copy_onset', 'copy_lag' (copy onset / tau_mem), 'memorization_rate',
+    """{'tau_mem', 'tau_gen', 'copy_onset', 'copy_lag' (copy onset / tau_mem), 'memorization_rate',
     'best_swd', 'best_swd_step', 'mem_at_best_swd' (the memorization score there), and the
     yardsticks 'memorizer_swd' and 'gaussian_swd' (the SW of the exact references' samples,
     evaluate.py)}, floats (NaN if undefined or not logged)."""
@@ -390,7 +401,8 @@ def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd"):
     at_best = np.flatnonzero(steps_of(log, mem_key) == best_swd_step)  # SW and copies share sample steps
     yardstick = {f"{name}_swd": float(log[f"{name}_{swd_key}"][0]) if f"{name}_{swd_key}" in log else float("nan")
                  for name in ("memorizer", "gaussian")}
-    return {"tau_mem": tau_mem, "copy_onset": onset, "copy_lag": onset / tau_mem,
+    return {"tau_mem": tau_mem, "tau_gen": generalization_time(log, tau_mem, swd_key),
+            "copy_onset": onset, "copy_lag": onset / tau_mem,
             "memorization_rate": memorization_rate(log, tau_mem, mem_key),
             "best_swd": best_swd, "best_swd_step": best_swd_step,
             "mem_at_best_swd": float(log[mem_key][at_best[0]]) if len(at_best) else float("nan"), **yardstick}

@@ -97,8 +97,10 @@ def sweep_record(sweep_dir):
               "ran_on": where_it_ran(run_dirs),
               "training_seconds": sum(c["elapsed_seconds"][-1] or 0 for c in curves.values() if "elapsed_seconds" in c)}
     if meta["field"] == "num_train":
-        record["fit"] = {k: finite(v) for k, v in
-                         metrics.scaling_fit([r["value"] for r in rows], [r["tau_mem"] or np.nan for r in rows]).items()}
+        n = [r["value"] for r in rows]
+        record["fit"] = {k: finite(v) for k, v in metrics.scaling_fit(n, [r["tau_mem"] or np.nan for r in rows]).items()}
+        record["fit_tau_gen"] = {k: finite(v) for k, v in
+                                 metrics.scaling_fit(n, [r["tau_gen"] or np.nan for r in rows]).items()}
     return record
 
 
@@ -273,23 +275,28 @@ def axis_section(name, record):
     lines = [f"## {AXIS_TITLES.get(record['axis'], record['axis'])}", "",
              f"`python sweep.py --axis {record['axis']} --preset {record['preset']}`, then "
              f"`python report.py publish sweeps/{name}`.", "",
-             f"| run | {field} | steps | tau_mem | in T | copy onset | mem rate/dec | best SW | at step | "
-             f"copies there | memorizer | Gaussian | final copies |", "|" + "---|" * 13]
+             f"| run | {field} | steps | tau_mem | in T | tau_gen | copy onset | mem rate/dec | best SW | at step | "
+             f"copies there | memorizer | Gaussian | final copies |", "|" + "---|" * 14]
     for r in record["rows"]:
         lines.append(f"| {r['name']} | {r['value']:g} | {r['steps_done']} | {number(r['tau_mem'], '.0f')} | "
-                     f"{number(r['tau_mem_T'], '.0f')} | {number(r['copy_onset'], '.0f')} | "
+                     f"{number(r['tau_mem_T'], '.0f')} | {number(r.get('tau_gen'), '.0f')} | "
+                     f"{number(r['copy_onset'], '.0f')} | "
                      f"{number(r['memorization_rate'], '.3f')} | {number(r['best_swd'])} | "
                      f"{number(r['best_swd_step'], '.0f')} | {number(r['mem_at_best_swd'], '.2f')} | "
                      f"{number(r['memorizer_swd'])} | {number(r['gaussian_swd'])} | {r['final_mem']:.2f} |")
     first = record["rows"][0]
     lines += ["", f"Copies: `{first['mem_key']}`; SW: `{first['swd_key']}`, its best at or before tau_mem, and "
-              f"the copy fraction at that evaluation; memorizer and Gaussian: the same SW of the exact references' "
-              f"samples. T normalizes by " + ", ".join(f"{k} = {v:g}" for k, v in record["normalization"].items())
+              f"the copy fraction at that evaluation; tau_gen: the first sample step within "
+              f"{metrics.GENERATION_TOLERANCE:.0%} of that best; memorizer and Gaussian: the same SW of the exact "
+              f"references' samples. T normalizes by " + ", ".join(f"{k} = {v:g}" for k, v in record["normalization"].items())
               + "."]
     if fit := record.get("fit"):
         lines += ["", f"tau_mem against N: log-log slope {number(fit['loglog_slope'], '.2f')} (1 is proportional); "
                       f"through the origin tau_mem = {number(fit['origin_slope'], '.3g')} N, "
                       f"R² = {number(fit['origin_r2'], '.2f')}."]
+        if gen := record.get("fit_tau_gen"):
+            lines += ["", f"tau_gen against N: log-log slope {number(gen['loglog_slope'], '.2f')} (0: the same at "
+                          f"every N; Bonnaire et al. find it independent of N while tau_mem grows with N)."]
     lines += [""] + [f"![{figure}](results/{name}/{figure})" for figure in record["figures"]]
     lines += ["", ran_on(record["ran_on"], record.get("training_seconds")), ""]
     return lines

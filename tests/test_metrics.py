@@ -355,6 +355,20 @@ def test_best_fidelity_is_the_minimum_before_tau():
     assert metrics.best_fidelity(log, np.nan) == (0.1, STEPS[40])
 
 
+def test_tau_gen_is_the_first_step_within_a_tenth_of_the_best_before_tau():
+    swd = np.linspace(5, 1, len(STEPS))
+    swd[10] = 0.5  # the best before tau
+    swd[40] = 0.1  # better, but after tau: not the yardstick
+    log = {"step": STEPS, "swd_inception_test": swd}
+    first = np.flatnonzero(swd <= 0.55)[0]  # 10% above the best: here the best itself
+    assert first == 10 and metrics.generalization_time(log, STEPS[30]) == STEPS[10]
+    swd[5] = 0.54  # within 10% earlier: that step
+    assert metrics.generalization_time(log, STEPS[30]) == STEPS[5]
+    assert metrics.generalization_time(log, np.nan) == STEPS[40]  # no tau_mem: against the best of all
+    assert np.isnan(metrics.generalization_time({"step": STEPS, "swd_inception_test": np.full(len(STEPS), np.nan)},
+                                                STEPS[30]))
+
+
 def test_summarize_run_on_a_synthetic_log():
     log = loss_log(0.3 + 0.02 * np.log(STEPS / STEPS[25]) ** 2)
     tau = metrics.memorization_time(log)
@@ -365,6 +379,8 @@ def test_summarize_run_on_a_synthetic_log():
     assert summary["tau_mem"] == tau and summary["copy_onset"] == STEPS[35]
     assert summary["copy_lag"] == pytest.approx(STEPS[35] / tau)
     assert summary["best_swd"] == 1.0 and summary["best_swd_step"] == STEPS[20]
+    within = (np.log10(STEPS) - np.log10(STEPS[20])) ** 2 <= 0.1  # within 10% of the best, 1.0
+    assert summary["tau_gen"] == STEPS[np.flatnonzero(within)[0]] < STEPS[20]
 
 
 def test_summary_keys_take_the_best_space_the_run_measured():

@@ -53,7 +53,7 @@ def test_the_record_and_the_document_hold_the_summary_numbers(published):
         line = next(line for line in document.splitlines() if line.startswith(f"| {row['name']} |"))
         cells = [cell.strip() for cell in line.split("|")[1:-1]]
         assert cells[1] == f"{row['value']:g}" and cells[2] == str(row["steps_done"])
-        assert cells[7] == format(row["best_swd"], ".4g") and cells[12] == f"{row['final_mem']:.2f}"
+        assert cells[8] == format(row["best_swd"], ".4g") and cells[13] == f"{row['final_mem']:.2f}"
     assert "## Batch size" in document and "No record yet: `python sweep.py --axis batch --preset cpu`" in document
     assert "| paper finding |" in (root / "README.md").read_text()  # the README's block, filled in
 
