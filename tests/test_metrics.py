@@ -414,3 +414,22 @@ def test_scaling_fit_on_exact_and_noisy_proportional_data():
     slope = (n @ tau) / (n @ n)
     expected = 1 - np.sum((tau - slope * n) ** 2) / np.sum((tau - tau.mean()) ** 2)
     assert metrics.scaling_fit(n, tau)["origin_r2"] == pytest.approx(expected)
+
+
+def test_fid_of_two_samples_of_one_gaussian_has_its_closed_form_count_bias():
+    """FID between n and m draws of one distribution is not 0. In one dimension, with sample
+    standard deviations s (ddof 1) of mean c(k) sigma, E[FID] = sigma^2 [1/n + 1/m + 2 - 2 c(n) c(m)]
+    exactly, c(k) = sqrt(2 / (k - 1)) Gamma(k / 2) / Gamma((k - 1) / 2): fewer samples, larger FID."""
+    from scipy.special import gammaln
+
+    c = lambda k: np.sqrt(2 / (k - 1)) * np.exp(gammaln(k / 2) - gammaln((k - 1) / 2))
+    rng = np.random.default_rng(0)
+    sigma = 1.7
+    for n, m in ((8, 32), (32, 32)):
+        draws = [metrics.fid(rng.normal(3, sigma, (n, 1)), rng.normal(3, sigma, (m, 1))) for _ in range(6000)]
+        expected = sigma ** 2 * (1 / n + 1 / m + 2 - 2 * c(n) * c(m))
+        assert abs(np.mean(draws) - expected) < 4 * np.std(draws) / np.sqrt(len(draws)), (n, m)
+    # in d dimensions the mean term alone is tr(S) (1/n + 1/m) in expectation: a floor
+    d, n, m = 3, 16, 64
+    draws = [metrics.fid(rng.normal(0, sigma, (n, d)), rng.normal(0, sigma, (m, d))) for _ in range(2000)]
+    assert np.mean(draws) > d * sigma ** 2 * (1 / n + 1 / m)
