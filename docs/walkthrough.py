@@ -13,6 +13,7 @@
 # it tiny (the test runs it so). The definitions it uses are in docs/METHODS.md.
 
 # %%
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -65,7 +66,7 @@ fields = {**study.PRESETS["cpu"], "steps": 1500, "run_dir": str(RUN_DIR)}
 if TINY:  # seconds, not minutes: the test of this file
     fields.update(image_size=8, base_channels=8, attention_resolutions=(4,), head_dim=8, embed_dim=32, steps=40,
                   num_evals=4, num_sample_evals=2, first_eval=10, num_test=32, eval_train_size=40, num_samples=16,
-                  swd_samples=16, grid_samples=8, sample_steps=4, feature_spaces=("pixels",))
+                  swd_samples=16, grid_samples=8, sample_steps=4, feature_spaces=("pixels",), distance_images=32)
 cfg = train.make_config(fields)
 
 # %% [markdown]
@@ -142,7 +143,8 @@ print("nearest-neighbour ratio of each sample (a copy below 1/3):", np.round(rat
 # directory holds a run (delete `runs/walkthrough` to start over).
 
 # %%
-log = train.train(cfg)
+train.train(cfg)
+log = metrics.load_log(RUN_DIR)  # {key: array}, as log.npz holds it
 tau_mem = metrics.memorization_time(log)
 print(f"tau_mem = {tau_mem:.0f} steps (NaN: the test loss has not turned up for good yet)")
 
@@ -186,6 +188,22 @@ ax.axhline(0, color="grey", lw=0.5)
 ax.set(xlabel="t (0: pure noise, 1: data)", ylabel="test - train loss")
 ax.legend(fontsize=7)
 show(fig, "gap_by_noise")
+
+# %% [markdown]
+# ## What has the network learnt?
+#
+# At every evaluation the run also compares the network's velocity, on held-out inputs, with
+# the three exact denoisers: the memorizer, the Gaussian fit, and the patch memorizer (every
+# 5x5 patch of the training images, a local and translation-equivariant memorizer, as a
+# convolutional network is). Per noise level, the relative distance |v - v_ref|² / |v_ref|²:
+# which reference the network is closest to, before and after tau_mem.
+
+# %%
+plot.plot_distances(log, dataclasses.asdict(cfg), tau_mem, FIGURES)
+show_saved(FIGURES / "distances.png")
+for name in ("memorizer", "gaussian", "patch"):
+    print(f"distance to the {name}, averaged over noise levels, first and last evaluation:",
+          np.round(np.nanmean(log[f"distance_{name}_bins"], axis=1)[[0, -1]], 3))
 
 # %% [markdown]
 # ## The first copies

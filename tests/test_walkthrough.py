@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = ["training_images", "reference_losses", "losses", "samples_by_step", "gap_by_noise", "neighbours"]
+FIGURES = ["training_images", "reference_losses", "losses", "samples_by_step", "gap_by_noise", "distances",
+           "neighbours"]
 
 
 def test_the_walkthrough_runs_as_a_script_and_saves_its_figures(tmp_path):
