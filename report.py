@@ -296,7 +296,9 @@ def axis_section(name, record):
                       f"R² = {number(fit['origin_r2'], '.2f')}."]
         if gen := record.get("fit_tau_gen"):
             lines += ["", f"tau_gen against N: log-log slope {number(gen['loglog_slope'], '.2f')} (0: the same at "
-                          f"every N; Bonnaire et al. find it independent of N while tau_mem grows with N)."]
+                          f"every N; Bonnaire et al. find it independent of N while tau_mem grows with N). It is read "
+                          f"off the sample evaluations alone, log-spaced over runs whose length grows with N, so it "
+                          f"can only fall on their grid."]
     lines += [""] + [f"![{figure}](results/{name}/{figure})" for figure in record["figures"]]
     lines += ["", ran_on(record["ran_on"], record.get("training_seconds")), ""]
     return lines
