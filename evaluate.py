@@ -32,6 +32,7 @@ The references are computed once per run (and kept in run_dir/references.npz); f
 the two reference splits are computed once and cached on disk under a key of everything
 they depend on (features.fingerprint and the images' bytes).
 """
+import functools
 import hashlib
 import math
 import time
@@ -150,37 +151,43 @@ def make_sampler(cfg, velocity):
         parallel.run_batched(sample_fn, params, noise, labels, batch=cfg.eval_batch))
 
 
-def compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels):
-    """The run's constants from ideal.py: per split and reference, the loss on the evaluation
-    set (mean and per noise bin); from each sample's noise and label, the training image the
-    memorizer samples (its index) and the Gaussian's sample (uint8)."""
+def exact_references(cfg, dataset):
+    """{name: (velocity, params replicated over the devices)} of ideal.py's two global
+    references of the training set: the memorizer and the Gaussian fit."""
+    train = data.to_model_range(dataset.train_images)
+    return {"memorizer": (ideal.memorizer_velocity, parallel.replicate(
+                ideal.memorizer_params(train, dataset.train_labels, cfg.num_classes))),
+            "gaussian": (ideal.gaussian_velocity, parallel.replicate(ideal.gaussian_params(train)))}
+
+
+def compute_references(cfg, dataset, references, loss_sets, sample_noise, sample_labels):
+    """The run's constants from the exact references (exact_references): per split and
+    reference, the loss on the evaluation set (mean and per noise bin); from each sample's
+    noise and label, the training image the memorizer samples (its index) and the Gaussian's
+    sample (uint8)."""
     batch = cfg.eval_batch
-    memorizer = ideal.memorizer_params(data.to_model_range(dataset.train_images), dataset.train_labels,
-                                       cfg.num_classes)
-    gaussian = ideal.gaussian_params(data.to_model_range(dataset.train_images))
     refs = {}
-    memorizer, gaussian = parallel.replicate(memorizer), parallel.replicate(gaussian)
-    for name, velocity, params in [("memorizer", ideal.memorizer_velocity, memorizer),
-                                   ("gaussian", ideal.gaussian_velocity, gaussian)]:
+    (memorizer_velocity, memorizer), (gaussian_velocity, gaussian) = references["memorizer"], references["gaussian"]
+    for name, (velocity, params) in references.items():
         loss_fn = parallel.data_parallel(lambda p, x, y, noise, t, v=velocity: flow.per_sample_loss(v, p, x, y, noise, t))
         for split, (images, labels, noise, t) in loss_sets.items():
             losses = parallel.run_batched(loss_fn, params, images, labels, noise, t, batch=batch)
             refs[f"{name}_{split}_loss"] = losses.mean()
             refs[f"{name}_{split}_loss_bins"] = np.asarray(flow.bin_means(t, losses))
-    memorizer_samples = make_sampler(cfg, ideal.memorizer_velocity)(memorizer, sample_noise, sample_labels)
+    memorizer_samples = make_sampler(cfg, memorizer_velocity)(memorizer, sample_noise, sample_labels)
     refs["memorizer_index"] = metrics.nearest_by_distance(memorizer_samples, dataset.train_images, k=1)[1][:, 0]
-    refs["gaussian_samples"] = make_sampler(cfg, ideal.gaussian_velocity)(gaussian, sample_noise, sample_labels)
+    refs["gaussian_samples"] = make_sampler(cfg, gaussian_velocity)(gaussian, sample_noise, sample_labels)
     return refs
 
 
-def load_or_compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels, run_dir):
+def load_or_compute_references(cfg, dataset, references, loss_sets, sample_noise, sample_labels, run_dir):
     path = Path(run_dir) / "references.npz"
     if path.exists():  # a resumed run; one saved before the Gaussian's samples were kept gets them
         with np.load(path) as f:
             if "gaussian_samples" in f:
                 return dict(f)
     start = time.time()
-    refs = compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels)
+    refs = compute_references(cfg, dataset, references(), loss_sets, sample_noise, sample_labels)
     print(f"references (memorizer and Gaussian losses and samples): {time.time() - start:.1f} s; "
           f"memorizer loss train {refs['memorizer_train_loss']:.4g} test {refs['memorizer_test_loss']:.4g}, "
           f"Gaussian train {refs['gaussian_train_loss']:.4g} test {refs['gaussian_test_loss']:.4g}", flush=True)
@@ -215,27 +222,25 @@ def noisy_half_gap(test_bins, train_bins, memorizer_test_bins, memorizer_train_b
     return float(span @ gap / (span @ span)) if span @ span > 0 else float("nan")
 
 
-def make_distances(cfg, velocity, dataset, test_set):
+def make_distances(cfg, velocity, dataset, references, test_set):
     """What the network has learnt, against the exact references (ideal.py): the memorizer, the
     Gaussian fit and the k x k patch memorizer (k = cfg.patch_size). Returns (distances(params)
     -> {'distance_<ref>_bins': (10,)}, constants): per bin of t, |v - v_ref|^2 / |v_ref|^2 of
     the network's velocity on the first cfg.distance_images test inputs (their loss set's noise
     and times), and the same between the references, '<a>_distance_<b>_bins' (a in b's place).
-    Nothing when cfg.distance_images is 0."""
+    references() gives exact_references' two, to which the patch memorizer is added. Nothing when
+    cfg.distance_images is 0."""
     if cfg.distance_images == 0:
         return (lambda params: {}), {}
     start = time.time()
     images, labels, noise, t = (array[:cfg.distance_images] for array in test_set)
     x_t = np.asarray(flow.interpolate(images, noise, t))  # (n, H, W, C), held-out images noised
-    train = data.to_model_range(dataset.train_images)
-    references = {
-        "memorizer": (ideal.memorizer_velocity, ideal.memorizer_params(train, dataset.train_labels, cfg.num_classes)),
-        "gaussian": (ideal.gaussian_velocity, ideal.gaussian_params(train)),
-        "patch": (ideal.patch_memorizer_velocity,
-                  ideal.patch_memorizer_params(train, dataset.train_labels, cfg.num_classes, cfg.patch_size))}
+    patch = ideal.patch_memorizer_params(data.to_model_range(dataset.train_images), dataset.train_labels,
+                                         cfg.num_classes, cfg.patch_size)
+    references = {**references(), "patch": (ideal.patch_memorizer_velocity, parallel.replicate(patch))}
     at_inputs = lambda v, params: parallel.run_batched(parallel.data_parallel(v), params, x_t, t, labels,
                                                        batch=cfg.eval_batch)
-    v_refs = {name: at_inputs(v, parallel.replicate(params)) for name, (v, params) in references.items()}
+    v_refs = {name: at_inputs(v, params) for name, (v, params) in references.items()}
     constants = {f"{a}_distance_{b}_bins": ideal.relative_distance_by_bin(v_refs[a], v_refs[b], t)
                  for a in v_refs for b in v_refs if a != b}
     print(f"distance references (memorizer, Gaussian, {cfg.patch_size}x{cfg.patch_size} patch memorizer on "
@@ -268,9 +273,11 @@ def make_evaluator(cfg, velocity, dataset, run_dir, key, sample_velocity=None):
     image_ids = {"train": train_rows, "test": np.arange(len(dataset.test_images))}
     sample_noise = np.asarray(jax.random.normal(k_sample, (cfg.num_samples, *shape)))
     sample_labels = dataset.train_labels[np.asarray(jax.random.randint(k_labels, (cfg.num_samples,), 0, cfg.num_train))]
-    refs = load_or_compute_references(cfg, dataset, loss_sets, sample_noise, sample_labels, run_dir)
+    # built once, and only if needed: a resumed run reads its constants from references.npz
+    references = functools.cache(lambda: exact_references(cfg, dataset))
+    refs = load_or_compute_references(cfg, dataset, references, loss_sets, sample_noise, sample_labels, run_dir)
     constants = {k: v for k, v in refs.items() if k not in ("memorizer_index", "gaussian_samples")}
-    distances, distance_constants = make_distances(cfg, velocity, dataset, loss_sets["test"])
+    distances, distance_constants = make_distances(cfg, velocity, dataset, references, loss_sets["test"])
     constants.update(distance_constants)
     fidelity, train_features = make_fidelity(cfg, dataset)
     # Yardsticks for the samples' fidelity, from the same noise and labels: the memorizer's

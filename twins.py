@@ -48,15 +48,19 @@ def check_twins(cfg_a, cfg_b):
                         f"num_train {cfg_a['num_train']}); the twin of a run takes --data_offset {first + cfg_a['num_train']}")
 
 
+def stored_samples(run):
+    """{step: the samples the run stored at that sample evaluation (n, H, W, C)}."""
+    import plot  # its reader of samples/step_*.npz, which skips damaged files
+
+    return {int(path.stem.split("_")[1]): arrays["samples"] for path, arrays in plot.sample_files(run)}
+
+
 def compare(run_a, run_b):
     """{'step', 'similarity', 'similarity_chance', 'mem', 'mem_twin'} over the sample steps both
     runs stored (arrays): the mean paired similarity, its chance level, each run's copy fraction."""
-    import plot  # its reader of the stored samples
-
     configs = [json.loads((Path(run) / "config.json").read_text()) for run in (run_a, run_b)]
     check_twins(*configs)
-    samples = [{int(path.stem.split("_")[1]): arrays["samples"] for path, arrays in plot.sample_files(run)}
-               for run in (run_a, run_b)]
+    samples = [stored_samples(run) for run in (run_a, run_b)]
     logs = [metrics.load_log(run) for run in (run_a, run_b)]
     out = {key: [] for key in ("step", "similarity", "similarity_chance", "mem", "mem_twin")}
     for step in sorted(set(samples[0]) & set(samples[1])):
@@ -104,8 +108,7 @@ def plot_twins(run_a, run_b, result):
     fig.suptitle(f"twins on disjoint data: {Path(run_a).name} and {Path(run_b).name}", fontsize=10)
     plot.save(fig, Path(run_a) / "figures", "twins")
 
-    stored = [{int(path.stem.split("_")[1]): arrays["samples"] for path, arrays in plot.sample_files(run)}
-              for run in (run_a, run_b)]
+    stored = [stored_samples(run) for run in (run_a, run_b)]
     best = np.nan
     if logs[0]:
         mem_key, swd_key = metrics.summary_keys(logs[0])
