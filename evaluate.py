@@ -19,7 +19,8 @@ A row holds
   network that copies the training set scores, and one that knows only its mean and covariance;
 - what the network has learnt, per noise bin: the relative distance of its velocity to each
   exact reference's (memorizer, Gaussian fit, k x k patch memorizer) on held-out inputs,
-  distance_<ref>_bins, and as constants the references' distances to each other;
+  distance_<ref>_bins, and as constants the references' distances to each other; what this
+  costs in wall time, distance_seconds, and the one-off distance_references_seconds;
 - with samples=True (train.py asks at cfg.num_sample_evals of the evaluations), 'sample_step'
   and the sample metrics: samples from the EMA parameters, from noise and labels fixed once,
   then the pixel-space copy fraction, how close each sample is to the training image the
@@ -243,12 +244,16 @@ def make_distances(cfg, velocity, dataset, references, test_set):
     v_refs = {name: at_inputs(v, params) for name, (v, params) in references.items()}
     constants = {f"{a}_distance_{b}_bins": ideal.relative_distance_by_bin(v_refs[a], v_refs[b], t)
                  for a in v_refs for b in v_refs if a != b}
+    # what the instrument costs, in wall time: its one-off references, and each evaluation's part
+    constants["distance_references_seconds"] = time.time() - start
     print(f"distance references (memorizer, Gaussian, {cfg.patch_size}x{cfg.patch_size} patch memorizer on "
-          f"{len(t)} test inputs): {time.time() - start:.1f} s", flush=True)
+          f"{len(t)} test inputs): {constants['distance_references_seconds']:.1f} s", flush=True)
 
     def distances(params):
+        start = time.time()
         v = at_inputs(velocity, params)
-        return {f"distance_{name}_bins": ideal.relative_distance_by_bin(v, v_ref, t) for name, v_ref in v_refs.items()}
+        row = {f"distance_{name}_bins": ideal.relative_distance_by_bin(v, v_ref, t) for name, v_ref in v_refs.items()}
+        return row | {"distance_seconds": time.time() - start}
 
     return distances, constants
 

@@ -408,6 +408,29 @@ def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd"):
             "mem_at_best_swd": float(log[mem_key][at_best[0]]) if len(at_best) else float("nan"), **yardstick}
 
 
+# Bands of the 10 noise-level bins of t (0: pure noise, 1: data) in which the distances to the
+# exact references are read: near noise every denoiser predicts the mean and the references
+# agree; near the data the memorizer snaps to a training image while the others keep the input.
+NOISE_BANDS = {"noisy": slice(0, 3), "middle": slice(3, 7), "clean": slice(7, 10)}
+
+
+def distances_in_band(log, band):
+    """{reference: (E,) mean relative distance of the network to it over the band's bins (those
+    with inputs)}; log: a run's log, or its curves in a record (nested lists)."""
+    return {key[len("distance_"):-len("_bins")]: np.nanmean(np.asarray(log[key], float)[:, NOISE_BANDS[band]], axis=1)
+            for key in log if key.startswith("distance_") and key.endswith("_bins")}
+
+
+def distance_share(log):
+    """The share of a run's wall time spent on the distances to the exact references
+    (evaluate.make_distances): their one-off references and every evaluation's part, over the
+    run's training and evaluation time plus those references; NaN if the run did not time them."""
+    if "distance_seconds" not in log or "elapsed_seconds" not in log:
+        return float("nan")
+    references = float(log["distance_references_seconds"][0])
+    return (references + float(np.sum(log["distance_seconds"]))) / (float(log["elapsed_seconds"][-1]) + references)
+
+
 def normalized_step(steps, cfg, mins):
     """The paper's normalized step T = step * (N_min/N) * (B/B_min) * (lr/lr_min). cfg: a run's
     config as a dict; mins: the smallest value of each axis of the sweep."""

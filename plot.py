@@ -237,7 +237,8 @@ def plot_sample_evolution(run_dir, out_dir, count=10):
 
 def plot_sweep(sweep_dir):
     """Every run's figures; the axis' runs against the normalized step T (normalized gap,
-    memorization score, SW2); the loss gap by noise level of every run; tau_mem vs N."""
+    memorization score, SW2); the loss gap by noise level of every run; the distances to the
+    exact references by noise band; tau_mem vs N."""
     sweep_dir = Path(sweep_dir)
     meta = json.loads((sweep_dir / "sweep.json").read_text())
     runs = [(name, *load_run(sweep_dir / name)) for name in meta["runs"] if (sweep_dir / name / "config.json").exists()]
@@ -270,6 +271,7 @@ def plot_sweep(sweep_dir):
     fig.suptitle(f"{meta['preset']} preset, {meta['axis']} axis (dotted: tau_mem; dashed: SW2 of the memorizer's samples)", fontsize=11)
     save(fig, sweep_dir / "figures", f"axis_{meta['axis']}")
     plot_sweep_gaps(runs, field, mins, sweep_dir / "figures", meta["axis"])
+    plot_sweep_distances(runs, field, mins, sweep_dir / "figures", meta["axis"])
     if field == "num_train":
         plot_tau_vs_n(runs, sweep_dir / "figures")
 
@@ -289,6 +291,33 @@ def plot_sweep_gaps(runs, field, mins, out_dir, axis):
     axes[0, 0].set_ylabel("t (0: noise, 1: data)")
     fig.colorbar(mesh, ax=axes[0, -1], label="test - train loss")
     save(fig, out_dir, f"gap_by_noise_{axis}")
+
+
+def plot_sweep_distances(runs, field, mins, out_dir, axis):
+    """What each run has learnt against T: its distance to each exact reference, averaged over
+    the bins of a noise band (metrics.NOISE_BANDS), one row per band, one column per run."""
+    runs = [(name, log, cfg) for name, log, cfg in runs if "distance_memorizer_bins" in log]
+    if not runs:
+        return
+    bands = list(metrics.NOISE_BANDS)
+    fig, axes = plt.subplots(len(bands), len(runs), figsize=(3.2 * len(runs), 2.6 * len(bands)), squeeze=False,
+                             sharex="col", sharey="row")
+    for column, (name, log, cfg) in enumerate(runs):
+        t = metrics.normalized_step(log["step"], cfg, mins)
+        tau = metrics.normalized_step(metrics.memorization_time(log), cfg, mins)
+        for row, band in enumerate(bands):
+            ax = axes[row, column]
+            for i, (reference, distance) in enumerate(metrics.distances_in_band(log, band).items()):
+                ax.plot(t, distance, "-", color=f"C{i}", label=f"to the {REFERENCE_NAMES[reference]}")
+            mark_tau(ax, tau)
+            ax.set(xscale="log", yscale="log")
+            bins = metrics.NOISE_BANDS[band]
+            axes[row, 0].set_ylabel(f"{band}: t in [{bins.start / 10:.1f}, {bins.stop / 10:.1f})")
+        axes[0, column].set_title(f"{field}={cfg[field]:g}")
+        axes[-1, column].set_xlabel("normalized step T")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(r"$|v - v_{ref}|^2 / |v_{ref}|^2$ on held-out inputs, by noise band (t = 0: noise)", fontsize=10)
+    save(fig, out_dir, f"distances_{axis}")
 
 
 def plot_tau_vs_n(runs, out_dir):

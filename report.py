@@ -6,13 +6,15 @@ docs/RESULTS.md (with the README's findings table) generated from the records al
 
 sweeps/ is not in git and a fresh clone starts without it, so what a sweep found is kept as a
 record: docs/results/<preset>-<axis>/record.json holds the summary table's rows and fits,
-each run's curves (losses at every evaluation; copies and SW at every sample evaluation), and
+each run's curves (losses and the distances to the exact references at every evaluation;
+copies and SW at every sample evaluation), what twins.py found for each run with a twin, and
 where the sweep ran (CPU, cores, OS, python, jax and numpy versions, the commit and whether the
 tree had uncommitted changes, from each run's provenance.json; the training time from the
 logs); beside it the axis figures, as PNG. `python bench.py --suite --publish` writes
 docs/results/bench/record.json. One axis can be re-run and re-published on its own; the
-document is regenerated from whatever records there are, and each of the paper's findings gets
-a verdict by the rule stated beside it. Every number in the document is written here.
+document is regenerated from whatever records there are; the paper's findings get a verdict,
+and the pre-memorization questions an answer, each by the rule stated beside it (findings.py).
+Every number in the document is written here.
 """
 import json
 import os
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import files
+import findings
 import metrics
 import sweep
 
@@ -31,7 +34,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "docs" / "results"
 DOCUMENT = RESULTS_DIR.parent / "RESULTS.md"
 README = RESULTS_DIR.parents[1] / "README.md"
 AXIS_TITLES = {"batch": "Batch size", "data": "Dataset size", "model": "Model size", "lr": "Learning rate"}
-AXIS_FIELDS = {"batch": "B", "data": "N", "model": "C", "lr": "lr"}
+PRE_MEMORIZATION_FIGURES = ("distances_", "twins")  # shown in their own section, not the axis'
 
 
 class RecordError(ValueError):
@@ -46,14 +49,41 @@ def finite(x):
     return float(x) if x is not None and np.isfinite(x) else None
 
 
+def numbers(values):
+    """An array as nested lists of floats, None where it is not finite."""
+    values = np.asarray(values, float)
+    return [finite(v) for v in values] if values.ndim == 1 else [numbers(row) for row in values]
+
+
 def run_curves(log, mem_key, swd_key):
-    """The curves a reader of the record may want to redraw or test a rule on."""
+    """The curves a reader of the record may want to redraw or test a rule on: losses, copies
+    and SW, and the distances to the exact references by noise bin ((E, 10) each) with the
+    references' distances to each other (one row: they are constants)."""
     curves = {"step": metrics.steps_of(log, "train_loss"), "train_loss": log["train_loss"],
               "test_loss": log["test_loss"], "sample_step": metrics.steps_of(log, mem_key), "mem": log[mem_key],
               "swd_test": log[swd_key], "swd_train": log.get(swd_key.replace("_test", "_train"), [])}
-    if "elapsed_seconds" in log:
-        curves["elapsed_seconds"] = log["elapsed_seconds"]
-    return {key: [finite(v) for v in np.asarray(values, float)] for key, values in curves.items()}
+    for key in ("elapsed_seconds", "distance_seconds"):
+        if key in log:
+            curves[key] = log[key]
+    curves |= {key: log[key] for key in log if key.startswith("distance_") and key.endswith("_bins")}
+    curves |= {key: log[key][0] for key in log if "_distance_" in key and key.endswith("_bins")}
+    return {key: numbers(values) for key, values in curves.items()}
+
+
+def twin_comparison(run_dir):
+    """What twins.py found for a run and its twin (run_dir/twins.npz), with the twin's tau_mem;
+    None for a run without a twin."""
+    path = Path(run_dir) / "twins.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as f:
+        result = {key: numbers(f[key]) for key in ("step", "similarity", "similarity_chance", "mem", "mem_twin")}
+        twin = Path(str(f["twin"]))
+    twin_dir = twin if twin.is_absolute() else Path(run_dir).parent / twin.name  # beside the run, in a sweep
+    twin_log = metrics.load_log(twin_dir)
+    return result | {"twin": twin.name, "twin_dir": twin_dir,
+                     "twin_tau_mem": finite(metrics.memorization_time(twin_log)) if twin_log else None,
+                     "twin_seconds": finite(twin_log["elapsed_seconds"][-1]) if "elapsed_seconds" in twin_log else None}
 
 
 def where_it_ran(run_dirs):
@@ -78,7 +108,7 @@ def sweep_record(sweep_dir):
     except (OSError, ValueError) as err:
         raise RecordError(f"{sweep_dir} is not a sweep directory ({err}); give the --out of a sweep.py run, "
                           f"for example sweeps/cpu-batch") from None
-    rows, curves, run_dirs = [], {}, []
+    rows, curves, run_dirs, twin_pairs = [], {}, [], {}
     for name in meta["runs"]:
         run_dir = sweep_dir / name
         log = metrics.load_log(run_dir)
@@ -90,11 +120,14 @@ def sweep_record(sweep_dir):
                     | {"steps": cfg["steps"]})
         curves[name] = run_curves(log, row["mem_key"], row["swd_key"])
         run_dirs.append(run_dir)
+        if (twins := twin_comparison(run_dir)) is not None:
+            run_dirs.append(twins.pop("twin_dir"))  # where the twin ran is where the sweep ran too
+            twin_pairs[name] = twins
     if not rows:
         raise RecordError(f"no run of {sweep_dir} has an evaluation yet; run the sweep first")
     record = {"kind": "sweep", "preset": meta["preset"], "axis": meta["axis"], "field": meta["field"],
               "normalization": meta["normalization"], "runs_planned": meta["runs"], "rows": rows, "curves": curves,
-              "ran_on": where_it_ran(run_dirs),
+              "twins": twin_pairs, "ran_on": where_it_ran(run_dirs),
               "training_seconds": sum(c["elapsed_seconds"][-1] or 0 for c in curves.values() if "elapsed_seconds" in c)}
     if meta["field"] == "num_train":
         n = [r["value"] for r in rows]
@@ -105,15 +138,15 @@ def sweep_record(sweep_dir):
 
 
 def write_record(record, figures, dest):
-    """Write record.json and copy the figures into dest, all or nothing: the folder is built
-    beside dest under a temporary name, then swapped in."""
+    """Write record.json and copy the figures ({name in the record: path}) into dest, all or
+    nothing: the folder is built beside dest under a temporary name, then swapped in."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
-        record = dict(record, figures=[Path(figure).name for figure in figures])
-        for figure in figures:
-            shutil.copyfile(figure, building / Path(figure).name)
+        record = dict(record, figures=list(figures))
+        for name, figure in figures.items():
+            shutil.copyfile(figure, building / name)
         (building / "record.json").write_text(json.dumps(record, indent=1) + "\n")
         os.chmod(building, 0o755)
         old = dest.with_name(f".{dest.name}.old")
@@ -130,7 +163,10 @@ def write_record(record, figures, dest):
 def publish(sweep_dir, results_dir=RESULTS_DIR):
     """sweep_dir's record -> results_dir/<preset>-<axis>/ (record.json and the axis figures)."""
     record = sweep_record(sweep_dir)
-    figures = sorted((Path(sweep_dir) / "figures").glob("*.png"))
+    figures = {path.name: path for path in sorted((Path(sweep_dir) / "figures").glob("*.png"))}
+    for name in record["twins"]:  # the paired samples of every twin pair, at the best step and the end
+        if (path := Path(sweep_dir) / name / "figures" / "twins_samples.png").exists():
+            figures[f"twins_samples_{name}.png"] = path
     dest = write_record(record, figures, Path(results_dir) / f"{record['preset']}-{record['axis']}")
     dirty = record["ran_on"].get("uncommitted_changes")
     print(f"published {dest}" + (" (from a tree with uncommitted changes)" if dirty else ""))
@@ -154,113 +190,6 @@ def load_records(results_dir=RESULTS_DIR):
             raise RecordError(f"{folder} lacks {', '.join(missing)}; publish it again")
         records[folder.name] = record
     return records
-
-
-# --- the paper's findings, each by a rule ---------------------------------------------------
-
-
-def verdict(passed, total):
-    if total == 0:
-        return "no record"
-    return "reproduced" if passed == total else "partly" if passed > 0 else "not reproduced"
-
-
-def spread(values):
-    """(min, max) of values relative to their mean, as fractions: (-0.13, 0.11) is -13%..+11%."""
-    values = np.asarray([v for v in values if v is not None], float)
-    return (float(values.min() / values.mean() - 1), float(values.max() / values.mean() - 1)) if len(values) else (0, 0)
-
-
-def double_descent(swd, tolerance=0.02):
-    """Whether a SW curve falls, rises by more than `tolerance` and falls again by as much."""
-    s = [v for v in swd if v is not None]
-    for j in range(1, len(s) - 1):
-        if min(s[:j]) * (1 + tolerance) < s[j] and min(s[j + 1:], default=np.inf) * (1 + tolerance) < s[j]:
-            return True
-    return False
-
-
-def spearman(x, y):
-    rank = lambda v: np.argsort(np.argsort(v))
-    ok = [i for i in range(len(x)) if x[i] is not None and y[i] is not None]
-    return float(np.corrcoef(rank([x[i] for i in ok]), rank([y[i] for i in ok]))[0, 1]) if len(ok) > 2 else np.nan
-
-
-def findings(records, preset="cpu"):
-    """[(finding, rule, verdict, evidence, anchors)] of the paper's findings on the preset's records."""
-    axes = {r["axis"]: r for r in records.values() if r.get("kind") == "sweep" and r["preset"] == preset}
-    rows = [(axis, row) for axis, r in axes.items() for row in r["rows"]]
-    out = []
-
-    novel = [row for _, row in rows if row["mem_at_best_swd"] is not None and row["mem_at_best_swd"] <= 0.05]
-    ordered = [row for _, row in rows if row["copy_onset"] is None or row["tau_mem"] is None
-               or row["copy_onset"] >= row["tau_mem"]]
-    out.append(("1. a memorization transition: novel samples first, then copies",
-                "in every run, at most 5% copies at the best fidelity before tau_mem, and the copy onset after tau_mem",
-                verdict(len(novel) + len(ordered), 2 * len(rows)),
-                f"novel at the best fidelity in {len(novel)} of {len(rows)} runs; copy onset after tau_mem in "
-                f"{len(ordered)} of {len(rows)}", list(axes)))
-
-    data = axes.get("data")
-    slope = data["fit"]["loglog_slope"] if data else None
-    out.append(("2. tau_mem grows linearly with N", "log-log slope of tau_mem against N within 1 ± 0.2 (partly: ± 0.5)",
-                "no record" if slope is None else "reproduced" if abs(slope - 1) <= 0.2
-                else "partly" if abs(slope - 1) <= 0.5 else "not reproduced",
-                "no data-axis record" if slope is None else
-                f"slope {slope:.2f}, tau_mem = {data['fit']['origin_slope']:.3g} N (R² {data['fit']['origin_r2']:.2f})",
-                ["data"]))
-
-    checks, evidence = [], []
-    if data:
-        mem = [row["final_mem"] for row in data["rows"]]
-        checks.append(all(a >= b for a, b in zip(mem, mem[1:])))
-        evidence.append("final copies by N: " + ", ".join(f"{m:.2f}" for m in mem))
-    if model := axes.get("model"):
-        tau = [row["tau_mem"] for row in model["rows"]]
-        checks.append(None not in tau and all(a >= b for a, b in zip(tau, tau[1:])))
-        evidence.append("tau_mem by C: " + ", ".join(f"{t:.0f}" if t else "-" for t in tau))
-    out.append(("3. larger N delays memorization, larger models memorize sooner",
-                "final copy fraction falls with N, and tau_mem falls with model size", verdict(sum(checks), len(checks)),
-                "; ".join(evidence) or "no record", ["data", "model"]))
-
-    checks, evidence = [], []
-    for axis, sign in (("batch", 1), ("lr", -1)):
-        if axis in axes:
-            r = axes[axis]["rows"]
-            rho = sign * spearman([row["value"] for row in r], [row["best_swd"] for row in r])
-            checks.append(rho)
-            evidence.append(f"{AXIS_FIELDS[axis]}: rank correlation {rho:+.2f}")
-    out.append(("4. smaller batches and larger learning rates give better fidelity before tau_mem",
-                "best SW before tau_mem in the paper's order along each axis (rank correlation 1; partly: > 0)",
-                "no record" if not checks else "reproduced" if all(c >= 0.99 for c in checks)
-                else "partly" if any(c > 0 for c in checks) else "not reproduced", "; ".join(evidence) or "no record",
-                ["batch", "lr"]))
-
-    checks, evidence = [], []
-    for axis, collapses in (("batch", True), ("data", True), ("lr", False)):
-        if axis in axes:
-            low, high = spread([row["tau_mem_T"] for row in axes[axis]["rows"]])
-            checks.append((max(-low, high) <= 0.25) == collapses)
-            evidence.append(f"{AXIS_FIELDS[axis]}: tau_mem in T {100 * low:+.0f}%..{100 * high:+.0f}% of its mean")
-    out.append(("5. curves of different N and B collapse in the normalized step T, not those of lr",
-                "tau_mem in T within ±25% of its mean across B and across N, and not across lr",
-                verdict(sum(checks), len(checks)), "; ".join(evidence) or "no record", ["batch", "data", "lr"]))
-
-    both = [(name, c) for r in axes.values() for name, c in r["curves"].items()]
-    descents = [name for name, c in both if double_descent(c["swd_test"])]
-    together = [name for name, c in both if c["swd_train"] and np.nanmedian(
-        [abs(a - b) / b for a, b in zip(c["swd_train"], c["swd_test"]) if a is not None and b]) <= 0.15]
-    out.append(("6. SW to the train and the test images stay together and descend twice",
-                "the test-split SW of a run falls, rises by more than 2% and falls again; train and test SW within "
-                "15% of each other (median over sample evaluations)",
-                verdict(len(descents) + len(together), 2 * len(both)),
-                f"a double descent in {len(descents)} of {len(both)} runs; the splits together in {len(together)} "
-                f"of {len(both)}", list(axes)))
-    missing = lambda anchors: [a for a in anchors if a not in axes]
-    return [(finding, rule, result + (" so far" if missing(anchors) and result != "no record" else ""),
-             evidence + (f"; no record of {', '.join(missing(anchors))} yet" if missing(anchors)
-                         and result != "no record" else ""), anchors)
-            for finding, rule, result, evidence, anchors in out]
 
 
 # --- the document ---------------------------------------------------------------------------
@@ -299,9 +228,81 @@ def axis_section(name, record):
                           f"every N; Bonnaire et al. find it independent of N while tau_mem grows with N). It is read "
                           f"off the sample evaluations alone, log-spaced over runs whose length grows with N, so it "
                           f"can only fall on their grid."]
-    lines += [""] + [f"![{figure}](results/{name}/{figure})" for figure in record["figures"]]
+    lines += [""] + [f"![{figure}](results/{name}/{figure})" for figure in record["figures"]
+                     if not figure.startswith(PRE_MEMORIZATION_FIGURES)]
     lines += ["", ran_on(record["ran_on"], record.get("training_seconds")), ""]
     return lines
+
+def pre_memorization_section(records):
+    """What the network learns before tau_mem: per axis whose record logged the distances, the
+    distances to the exact references around tau_mem and at the end, the nearest reference by
+    noise band; per axis with twins, whether disjoint twins agree before tau_mem and part after."""
+    lines = ["## What the network learns before tau_mem", "",
+             "Two instruments (METHODS.md): the relative distance of the network's velocity to each exact reference "
+             "on held-out inputs, |v - v_ref|² / |v_ref|², per noise bin of t (0: noise, 1: data), here averaged over "
+             "the bins of a band (" + ", ".join(f"{band} t in [{b.start / 10:.1f}, {b.stop / 10:.1f})"
+                                               for band, b in metrics.NOISE_BANDS.items())
+             + "); and twins, the same run trained on the next N images (`python sweep.py --axis data --twin`), "
+             "sampled from the same noise, compared by the pixel correlation of each pair of samples.", ""]
+    shown = False
+    for axis in AXIS_TITLES:
+        record = records.get(f"cpu-{axis}")
+        if not record or not (middle := findings.distance_answers(record, "middle")):
+            continue
+        shown, field = True, findings.AXIS_FIELDS[axis]
+        lines += [f"### {AXIS_TITLES[axis]}", "",
+                  "Middle band, at the last evaluation at or before tau_mem and at the end:", "",
+                  f"| run | {field} | tau_mem | evaluated at | memorizer | Gaussian | patch | at the end: memorizer | "
+                  f"Gaussian | patch | nearest: before → end | closest to the Gaussian at |", "|" + "---|" * 12]
+        for a in middle:
+            lines.append(f"| {a['name']} | {a['value']:g} | {number(a['tau_mem'], '.0f')} | {a['before_step']:.0f} | "
+                         + " | ".join(number(a["before"].get(n), ".3f") for n in findings.REFERENCES) + " | "
+                         + " | ".join(number(a["end"].get(n), ".3f") for n in findings.REFERENCES) + " | "
+                         f"{findings.REFERENCES[findings.nearest(a['before'])]} → {findings.REFERENCES[findings.nearest(a['end'])]} | "
+                         f"{number(a['gaussian_closest'], '.2f')} tau_mem |")
+        by_band = findings.nearest_by_band(record)
+        tally = lambda nearest: ", ".join(f"{name} {nearest.count(key)}" for key, name in findings.REFERENCES.items()
+                                          if key in nearest)
+        lines += ["", f"The nearest reference in each band, counted over the {len(middle)} runs: "
+                  + "; ".join(f"{band}: before {tally(before)}; at the end {tally(end)}"
+                              for band, (before, end, _) in by_band.items())
+                  + ".", "", "**Closest to the Gaussian fit before tau_mem, to the memorizer after** (rule: the "
+                  "nearest reference by the band's mean distance, at the last evaluation at or before tau_mem and at "
+                  "the end): " + "; ".join(f"{band} band {held} of {len(middle)} runs"
+                                           for band, (_, _, held) in by_band.items()) + "."]
+        rho = findings.spearman([a["value"] for a in middle], [a["gaussian_closest"] for a in middle])
+        lines += ["", "The closest approach to the Gaussian fit (middle band), in units of tau_mem: "
+                  + ", ".join(f"{number(a['gaussian_closest'], '.2f')} at {field} = {a['value']:g}" for a in middle)
+                  + (f" (rank correlation with {field} {rho:+.2f})" if np.isfinite(rho) else "") + "."]
+        shares = [r["distance_share"] for r in record["rows"] if r.get("distance_share") is not None]
+        if shares:
+            lines += ["", f"What the distances cost: {100 * min(shares):.1f}% to {100 * max(shares):.1f}% of a run's "
+                          f"wall time (their references once, and their part of every evaluation; budget 25%)."]
+        if pairs := findings.twin_answers(record):
+            agree = [findings.twins_agree_then_split(p) for p in pairs]
+            lines += ["", "Twins on disjoint data, at the last sample step at or before the run's tau_mem and at "
+                          "the end (chance: the pixel correlation of unpaired samples):", "",
+                      f"| run | {field} | tau_mem run, twin | sample step | similarity (chance) | at the end (chance) | "
+                      f"copies at the end, run, twin | agree, then split |", "|" + "---|" * 8]
+            for p, ok in zip(pairs, agree):
+                lines.append(f"| {p['name']} | {p['value']:g} | {number(p['tau_mem'], '.0f')}, "
+                             f"{number(p['twin_tau_mem'], '.0f')} | {p['before_step']:.0f} | {number(p['before'], '.3f')} "
+                             f"({number(p['before_chance'], '.3f')}) | {number(p['end'], '.3f')} "
+                             f"({number(p['end_chance'], '.3f')}) | {number(p['mem'], '.2f')}, "
+                             f"{number(p['mem_twin'], '.2f')} | {'yes' if ok else 'no'} |")
+            rho = findings.spearman([p["value"] for p in pairs], [p["end"] for p in pairs])
+            twin_minutes = sum(p["seconds"] or 0 for p in pairs) / 60
+            lines += ["", f"**Disjoint twins agree before tau_mem and split after** (rule: a similarity at least "
+                          f"halfway from chance to 1 there, and at least 0.1 lower at the end): {sum(agree)} of "
+                          f"{len(pairs)} pairs. The similarity at the end against {field}: rank correlation "
+                          f"{number(rho, '+.2f')}. The twins trained in {twin_minutes:.1f} min (budget: 30 min)."]
+        figures = [f for f in record["figures"] if f.startswith(PRE_MEMORIZATION_FIGURES)]
+        lines += [""] + [f"![{figure}](results/cpu-{axis}/{figure})" for figure in figures] + [""]
+    if not shown:
+        lines += ["No record holds the distances yet: `python sweep.py --axis data --twin --preset cpu`, then "
+                  "`python report.py publish sweeps/cpu-data`.", ""]
+    return lines
+
 
 
 def ran_on(where, seconds=None):
@@ -331,7 +332,7 @@ def findings_table(found, link_prefix):
 
 
 def document(records):
-    found = findings(records)
+    found = findings.findings(records)
     lines = ["# Results", "", "<!-- written by `python report.py` from docs/results/*; edit report.py, not this "
              "file -->", "", "Each axis of the `cpu` preset, as its committed record in `docs/results/` holds it; "
              "what each number means is in [METHODS.md](METHODS.md). An axis without a record shows the command "
@@ -343,6 +344,7 @@ def document(records):
         else:
             lines += [f"## {AXIS_TITLES[axis]}", "", f"No record yet: `python sweep.py --axis {axis} --preset cpu` "
                       f"then `python report.py publish sweeps/{name}`.", ""]
+    lines += pre_memorization_section(records)
     if "bench" in records:
         lines += bench_section(records["bench"])
     else:

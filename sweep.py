@@ -92,7 +92,7 @@ def summary_row(name, cfg, log, field, mins):
     stats = metrics.summarize_run(log, swd_key=swd_key, mem_key=mem_key)
     return dict(name=name, value=cfg[field], steps_done=int(log["step"][-1]), final_mem=float(log[mem_key][-1]),
                 mem_key=mem_key, swd_key=swd_key, tau_mem_T=float(metrics.normalized_step(stats["tau_mem"], cfg, mins)),
-                **stats)
+                distance_share=metrics.distance_share(log), **stats)
 
 
 def summarize(runs, out_dir, field, mins):
@@ -117,6 +117,10 @@ def summarize(runs, out_dir, field, mins):
           f"{metrics.COPY_ONSET:g}; best SWD: {rows[0]['swd_key']}, best at or before tau_mem;\n memorizer, Gaussian: "
           f"the same of the exact references' samples, what a network scores that copies the training set, and one\n "
           f"that knows only its mean and covariance)")
+    shares = [r["distance_share"] for r in rows]
+    if np.isfinite(shares).any():
+        print(f"distances to the exact references: {100 * np.nanmin(shares):.1f}% to {100 * np.nanmax(shares):.1f}% "
+              f"of a run's wall time")
     if field == "num_train":
         fit = metrics.scaling_fit([r["value"] for r in rows], [r["tau_mem"] for r in rows])
         print(f"tau_mem vs N: log-log slope {fit['loglog_slope']:.2f} (1 = proportional); through the origin "

@@ -342,8 +342,8 @@ def format_duration(seconds):
 
 def shown(key, value):
     """Whether the status line prints a log entry: scalars that change from row to row."""
-    constant = key.startswith(("memorizer_", "gaussian_", "patch_", "fid_count_")) or key in (
-        "step", "sample_step", "images_seen", "elapsed_seconds")
+    constant = key.startswith(("memorizer_", "gaussian_", "patch_", "fid_count_", "distance_references")) or key in (
+        "step", "sample_step", "images_seen", "elapsed_seconds", "distance_seconds")
     return np.ndim(value) == 0 and not constant and not key.endswith("_sem")
 
 

@@ -150,3 +150,4 @@ def test_each_reference_in_the_networks_place_is_at_distance_zero_from_itself(ti
             np.testing.assert_allclose(row[f"distance_{other}_bins"], row[f"{name}_distance_{other}_bins"],
                                        rtol=1e-6, err_msg=f"{name} -> {other}")
             assert np.all(row[f"distance_{other}_bins"] > 1e-6)  # the references differ in every bin
+        assert row["distance_seconds"] > 0 and row["distance_references_seconds"] > 0

@@ -401,6 +401,14 @@ def test_load_log_reads_nothing_from_a_run_without_evaluations(tmp_path):
     assert metrics.load_log(tmp_path)["step"].tolist() == [5]
 
 
+def test_distance_share_counts_the_references_in_both_the_part_and_the_whole():
+    """References 2 s, three evaluations' distances 1 s each, 15 s of run: 5 / 17."""
+    log = {"distance_references_seconds": np.full(3, 2.0), "distance_seconds": np.ones(3),
+           "elapsed_seconds": np.array([5.0, 10.0, 15.0])}
+    assert metrics.distance_share(log) == pytest.approx(5 / 17)
+    assert np.isnan(metrics.distance_share({"elapsed_seconds": np.array([1.0])}))  # a run that did not time them
+
+
 def test_scaling_fit_on_exact_and_noisy_proportional_data():
     n = np.array([64, 128, 256, 512])
     fit = metrics.scaling_fit(n, 3.0 * n)

@@ -6,6 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
+import findings
+import metrics
 import report
 import rundir
 import sweep
@@ -21,16 +23,17 @@ def tiny_flags():
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
-    """Two runs of the cpu data axis at tiny sizes, made on a tree said to have uncommitted
-    changes, summarized by sweep.py and published into a results folder of their own."""
+    """Two runs of the cpu data axis at tiny sizes and their twins (runs 4 and 5: the next N
+    images), made on a tree said to have uncommitted changes, summarized and compared by
+    sweep.py and published into a results folder of their own."""
     root = tmp_path_factory.mktemp("report")
     out = root / "sweeps" / "cpu-data"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(rundir, "git_commit", lambda: ("0123abc", True))
-        for index in ("0", "1"):
-            sweep.main(["--axis", "data", "--preset", "cpu", "--out", str(out), "--index", index, *tiny_flags(),
+        for index in ("0", "1", "4", "5"):
+            sweep.main(["--axis", "data", "--preset", "cpu", "--out", str(out), "--index", index, "--twin", *tiny_flags(),
                         "--data_dir", str(root / "data")])
-    sweep.main(["--axis", "data", "--preset", "cpu", "--out", str(out), "--summary", *tiny_flags()])
+    sweep.main(["--axis", "data", "--preset", "cpu", "--out", str(out), "--summary", "--twin", *tiny_flags()])
     results = root / "results"
     report.publish(out, results)
     readme = root / "README.md"
@@ -46,7 +49,9 @@ def test_the_record_and_the_document_hold_the_summary_numbers(published):
         assert [row["name"] for row in record["rows"]] == summary["name"].tolist() == ["data_40", "data_80"]
         for key in ("final_mem", "best_swd", "memorizer_swd", "gaussian_swd", "steps_done"):
             np.testing.assert_array_equal([row[key] for row in record["rows"]], summary[key], err_msg=key)
-    assert sorted(record["figures"]) == sorted(p.name for p in (out / "figures").glob("*.png"))
+    paired = [f"twins_samples_{name}.png" for name in ("data_40", "data_80")]  # from each run's own figures
+    assert sorted(record["figures"]) == sorted([p.name for p in (out / "figures").glob("*.png")] + paired)
+    assert {"distances_data.png", "twins_axis.png"} <= set(record["figures"])
     assert all((results / "cpu-data" / figure).exists() for figure in record["figures"])
     document = (root / "RESULTS.md").read_text()
     for row in record["rows"]:
@@ -56,6 +61,50 @@ def test_the_record_and_the_document_hold_the_summary_numbers(published):
         assert cells[8] == format(row["best_swd"], ".4g") and cells[13] == f"{row['final_mem']:.2f}"
     assert "## Batch size" in document and "No record yet: `python sweep.py --axis batch --preset cpu`" in document
     assert "| paper finding |" in (root / "README.md").read_text()  # the README's block, filled in
+
+
+def test_the_record_holds_the_distances_and_the_twins_and_the_document_their_answers(published):
+    root, out, results = published
+    record = json.loads((results / "cpu-data" / "record.json").read_text())
+    log = metrics.load_log(out / "data_40")
+    np.testing.assert_array_equal(np.asarray(record["curves"]["data_40"]["distance_patch_bins"], float),
+                                  log["distance_patch_bins"])  # None in JSON: a bin without inputs
+    np.testing.assert_array_equal(np.asarray(record["curves"]["data_40"]["gaussian_distance_memorizer_bins"], float),
+                                  log["gaussian_distance_memorizer_bins"][0])
+    assert 0 < record["rows"][0]["distance_share"] < 1
+    with np.load(out / "data_80" / "twins.npz") as twins:
+        pair = record["twins"]["data_80"]
+        assert pair["twin"] == "data_80_twin" and pair["similarity"] == twins["similarity"].tolist()
+        assert pair["twin_seconds"] > 0
+        end = twins["similarity"][-1]
+    document = (root / "RESULTS.md").read_text()
+    section = document[document.index("## What the network learns before tau_mem"):]
+    twin_table = section[section.index("Twins on disjoint data"):]
+    twin_row = next(line for line in twin_table.splitlines() if line.startswith("| data_80 |"))
+    assert f"| {end:.3f} (" in twin_row
+    assert "**Disjoint twins agree before tau_mem and split after**" in section
+    assert "![distances_data.png](results/cpu-data/distances_data.png)" in section
+    assert "distances_data.png" not in document[:document.index("## What the network learns")]  # not twice
+
+
+def test_pre_memorization_rules_on_closed_cases():
+    """A run nearest the Gaussian fit at its last evaluation before tau_mem (step 20 of tau_mem
+    25) and nearest the memorizer at the end follows the rule in every band; a twin pair at
+    0.95 there (chance 0.1) and 0.5 at the end agrees then splits, one at 0.5 throughout does not."""
+    constant_bins = lambda values: [[v] * 10 for v in values]
+    curves = {"step": [10, 20, 30, 40], "distance_gaussian_bins": constant_bins([0.2, 0.1, 0.2, 0.3]),
+              "distance_memorizer_bins": constant_bins([0.9, 0.5, 0.2, 0.05]),
+              "distance_patch_bins": constant_bins([0.3, 0.2, 0.2, 0.2])}
+    pair = lambda similarity: dict(step=[10, 20, 40], similarity=similarity, similarity_chance=[0.1] * 3,
+                                   mem=[0, 0, 1], mem_twin=[0, 0, 1], twin_tau_mem=30.0, twin_seconds=60.0)
+    record = {"rows": [dict(name="a", value=40, tau_mem=25.0), dict(name="b", value=80, tau_mem=25.0)],
+              "curves": {"a": curves, "b": curves}, "twins": {"a": pair([0.9, 0.95, 0.5]), "b": pair([0.5] * 3)}}
+    (answer, _) = findings.distance_answers(record, "middle")
+    assert answer["before_step"] == 20 and answer["gaussian_closest"] == pytest.approx(20 / 25)
+    assert answer["before"] == pytest.approx({"gaussian": 0.1, "memorizer": 0.5, "patch": 0.2})
+    assert {band: held for band, (_, _, held) in findings.nearest_by_band(record).items()} == \
+        {"noisy": 2, "middle": 2, "clean": 2}
+    assert [findings.twins_agree_then_split(p) for p in findings.twin_answers(record)] == [True, False]
 
 
 def test_a_record_from_a_tree_with_uncommitted_changes_says_so(published):
@@ -101,7 +150,7 @@ def test_findings_rules_on_closed_cases():
         if axis == "data":
             rec["fit"] = dict(loglog_slope=1.1, origin_slope=5.0, origin_r2=0.99)
         return rec
-    found = report.findings({"cpu-data": record("data", [40, 80], [200, 400], [0.05, 0.04], [0.6, 0.3], "num_train"),
+    found = findings.findings({"cpu-data": record("data", [40, 80], [200, 400], [0.05, 0.04], [0.6, 0.3], "num_train"),
                              "cpu-batch": record("batch", [4, 8, 16], [800, 400, 200], [0.04, 0.05, 0.06], [0.6] * 3,
                                                  "batch_size")})
     verdicts = {finding.split(".")[0]: result for finding, _, result, _, _ in found}
@@ -110,4 +159,4 @@ def test_findings_rules_on_closed_cases():
     # both axes, no lr record; 6: every curve falls, rises 40%, falls again, the splits equal
     assert verdicts == {"1": "reproduced", "2": "reproduced", "3": "reproduced so far", "4": "reproduced so far",
                         "5": "reproduced so far", "6": "reproduced"}  # 3, 4, 5 lack the model or lr axis
-    assert report.double_descent([0.1, 0.05, 0.07, 0.04]) and not report.double_descent([0.1, 0.05, 0.051, 0.04])
+    assert findings.double_descent([0.1, 0.05, 0.07, 0.04]) and not findings.double_descent([0.1, 0.05, 0.051, 0.04])

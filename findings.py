@@ -1,0 +1,195 @@
+"""The study's questions, each answered by a rule stated beside it and computed from the
+records alone (report.py writes them and renders the answers into docs/RESULTS.md):
+
+- the paper's six findings on the cpu study: a verdict (reproduced, partly, not reproduced)
+  with the evidence;
+- what the network learns before tau_mem: per run, the nearest exact reference (memorizer,
+  Gaussian fit, patch memorizer) by noise band before tau_mem and at the end, and whether
+  twins trained on disjoint data agree before tau_mem and part after.
+
+A record is report.py's dict (record.json): 'rows' of the sweep table, 'curves' per run,
+'twins' per run with a twin.
+"""
+import numpy as np
+
+import metrics
+
+AXIS_FIELDS = {"batch": "B", "data": "N", "model": "C", "lr": "lr"}
+
+
+# --- the paper's findings, each by a rule ---------------------------------------------------
+
+def verdict(passed, total):
+    if total == 0:
+        return "no record"
+    return "reproduced" if passed == total else "partly" if passed > 0 else "not reproduced"
+
+
+def spread(values):
+    """(min, max) of values relative to their mean, as fractions: (-0.13, 0.11) is -13%..+11%."""
+    values = np.asarray([v for v in values if v is not None], float)
+    return (float(values.min() / values.mean() - 1), float(values.max() / values.mean() - 1)) if len(values) else (0, 0)
+
+
+def double_descent(swd, tolerance=0.02):
+    """Whether a SW curve falls, rises by more than `tolerance` and falls again by as much."""
+    s = [v for v in swd if v is not None]
+    for j in range(1, len(s) - 1):
+        if min(s[:j]) * (1 + tolerance) < s[j] and min(s[j + 1:], default=np.inf) * (1 + tolerance) < s[j]:
+            return True
+    return False
+
+
+def spearman(x, y):
+    rank = lambda v: np.argsort(np.argsort(v))
+    ok = [i for i in range(len(x)) if x[i] is not None and y[i] is not None]
+    return float(np.corrcoef(rank([x[i] for i in ok]), rank([y[i] for i in ok]))[0, 1]) if len(ok) > 2 else np.nan
+
+
+def findings(records, preset="cpu"):
+    """[(finding, rule, verdict, evidence, anchors)] of the paper's findings on the preset's records."""
+    axes = {r["axis"]: r for r in records.values() if r.get("kind") == "sweep" and r["preset"] == preset}
+    rows = [(axis, row) for axis, r in axes.items() for row in r["rows"]]
+    out = []
+
+    novel = [row for _, row in rows if row["mem_at_best_swd"] is not None and row["mem_at_best_swd"] <= 0.05]
+    ordered = [row for _, row in rows if row["copy_onset"] is None or row["tau_mem"] is None
+               or row["copy_onset"] >= row["tau_mem"]]
+    out.append(("1. a memorization transition: novel samples first, then copies",
+                "in every run, at most 5% copies at the best fidelity before tau_mem, and the copy onset after tau_mem",
+                verdict(len(novel) + len(ordered), 2 * len(rows)),
+                f"novel at the best fidelity in {len(novel)} of {len(rows)} runs; copy onset after tau_mem in "
+                f"{len(ordered)} of {len(rows)}", list(axes)))
+
+    data = axes.get("data")
+    slope = data["fit"]["loglog_slope"] if data else None
+    out.append(("2. tau_mem grows linearly with N", "log-log slope of tau_mem against N within 1 ± 0.2 (partly: ± 0.5)",
+                "no record" if slope is None else "reproduced" if abs(slope - 1) <= 0.2
+                else "partly" if abs(slope - 1) <= 0.5 else "not reproduced",
+                "no data-axis record" if slope is None else
+                f"slope {slope:.2f}, tau_mem = {data['fit']['origin_slope']:.3g} N (R² {data['fit']['origin_r2']:.2f})",
+                ["data"]))
+
+    checks, evidence = [], []
+    if data:
+        mem = [row["final_mem"] for row in data["rows"]]
+        checks.append(all(a >= b for a, b in zip(mem, mem[1:])))
+        evidence.append("final copies by N: " + ", ".join(f"{m:.2f}" for m in mem))
+    if model := axes.get("model"):
+        tau = [row["tau_mem"] for row in model["rows"]]
+        checks.append(None not in tau and all(a >= b for a, b in zip(tau, tau[1:])))
+        evidence.append("tau_mem by C: " + ", ".join(f"{t:.0f}" if t else "-" for t in tau))
+    out.append(("3. larger N delays memorization, larger models memorize sooner",
+                "final copy fraction falls with N, and tau_mem falls with model size", verdict(sum(checks), len(checks)),
+                "; ".join(evidence) or "no record", ["data", "model"]))
+
+    checks, evidence = [], []
+    for axis, sign in (("batch", 1), ("lr", -1)):
+        if axis in axes:
+            r = axes[axis]["rows"]
+            rho = sign * spearman([row["value"] for row in r], [row["best_swd"] for row in r])
+            checks.append(rho)
+            evidence.append(f"{AXIS_FIELDS[axis]}: rank correlation {rho:+.2f}")
+    out.append(("4. smaller batches and larger learning rates give better fidelity before tau_mem",
+                "best SW before tau_mem in the paper's order along each axis (rank correlation 1; partly: > 0)",
+                "no record" if not checks else "reproduced" if all(c >= 0.99 for c in checks)
+                else "partly" if any(c > 0 for c in checks) else "not reproduced", "; ".join(evidence) or "no record",
+                ["batch", "lr"]))
+
+    checks, evidence = [], []
+    for axis, collapses in (("batch", True), ("data", True), ("lr", False)):
+        if axis in axes:
+            low, high = spread([row["tau_mem_T"] for row in axes[axis]["rows"]])
+            checks.append((max(-low, high) <= 0.25) == collapses)
+            evidence.append(f"{AXIS_FIELDS[axis]}: tau_mem in T {100 * low:+.0f}%..{100 * high:+.0f}% of its mean")
+    out.append(("5. curves of different N and B collapse in the normalized step T, not those of lr",
+                "tau_mem in T within ±25% of its mean across B and across N, and not across lr",
+                verdict(sum(checks), len(checks)), "; ".join(evidence) or "no record", ["batch", "data", "lr"]))
+
+    both = [(name, c) for r in axes.values() for name, c in r["curves"].items()]
+    descents = [name for name, c in both if double_descent(c["swd_test"])]
+    together = [name for name, c in both if c["swd_train"] and np.nanmedian(
+        [abs(a - b) / b for a, b in zip(c["swd_train"], c["swd_test"]) if a is not None and b]) <= 0.15]
+    out.append(("6. SW to the train and the test images stay together and descend twice",
+                "the test-split SW of a run falls, rises by more than 2% and falls again; train and test SW within "
+                "15% of each other (median over sample evaluations)",
+                verdict(len(descents) + len(together), 2 * len(both)),
+                f"a double descent in {len(descents)} of {len(both)} runs; the splits together in {len(together)} "
+                f"of {len(both)}", list(axes)))
+    missing = lambda anchors: [a for a in anchors if a not in axes]
+    return [(finding, rule, result + (" so far" if missing(anchors) and result != "no record" else ""),
+             evidence + (f"; no record of {', '.join(missing(anchors))} yet" if missing(anchors)
+                         and result != "no record" else ""), anchors)
+            for finding, rule, result, evidence, anchors in out]
+
+
+# --- what the network learns before tau_mem -------------------------------------------------
+
+REFERENCES = {"memorizer": "memorizer", "gaussian": "Gaussian fit", "patch": "patch memorizer"}
+
+
+def last_at_or_before(steps, step):
+    """The index of the last of `steps` at or before `step` (the last of all if step is None)."""
+    if step is None:
+        return len(steps) - 1
+    return max(int(np.searchsorted(np.asarray(steps, float), step, side="right")) - 1, 0)
+
+
+def nearest(distances):
+    """The reference of {reference: distance} the network is nearest to."""
+    return min(distances, key=distances.get)
+
+
+def distance_answers(record, band):
+    """Per run of the record that logged distances: its distances to each reference, averaged
+    over the band's bins, at its last evaluation at or before tau_mem ('before') and at its end,
+    and the step of its closest approach to the Gaussian fit as a multiple of tau_mem."""
+    out = []
+    for row in record["rows"]:
+        curves = record["curves"][row["name"]]
+        if "distance_gaussian_bins" not in curves:
+            continue
+        in_band = metrics.distances_in_band(curves, band)  # {reference: (E,)}
+        before = last_at_or_before(curves["step"], row["tau_mem"])
+        closest = curves["step"][int(np.argmin(in_band["gaussian"]))]
+        out.append({"name": row["name"], "value": row["value"], "tau_mem": row["tau_mem"],
+                    "before_step": curves["step"][before],
+                    "before": {name: float(d[before]) for name, d in in_band.items()},
+                    "end": {name: float(d[-1]) for name, d in in_band.items()},
+                    "gaussian_closest": closest / row["tau_mem"] if row["tau_mem"] else None})
+    return out
+
+
+def nearest_by_band(record):
+    """{band: (nearest reference before tau_mem, nearest at the end, one of each per run), and
+    how many runs follow the rule 'closest to the Gaussian fit before tau_mem, to the memorizer
+    after'}."""
+    out = {}
+    for band in metrics.NOISE_BANDS:
+        answers = distance_answers(record, band)
+        before, end = [nearest(a["before"]) for a in answers], [nearest(a["end"]) for a in answers]
+        out[band] = (before, end, sum(b == "gaussian" and e == "memorizer" for b, e in zip(before, end)))
+    return out
+
+
+def twin_answers(record):
+    """Per twin pair: the paired similarity (and its chance level) at the last sample step at
+    or before the run's tau_mem and at the end, and the copies of both at the end."""
+    out = []
+    for row in record["rows"]:
+        pair = record.get("twins", {}).get(row["name"])
+        if not pair or not pair["step"]:
+            continue
+        before = last_at_or_before(pair["step"], row["tau_mem"])
+        out.append({"name": row["name"], "value": row["value"], "tau_mem": row["tau_mem"],
+                    "twin_tau_mem": pair["twin_tau_mem"], "before_step": pair["step"][before],
+                    "before": pair["similarity"][before], "before_chance": pair["similarity_chance"][before],
+                    "end": pair["similarity"][-1], "end_chance": pair["similarity_chance"][-1],
+                    "mem": pair["mem"][-1], "mem_twin": pair["mem_twin"][-1], "seconds": pair["twin_seconds"]})
+    return out
+
+
+def twins_agree_then_split(pair):
+    """The rule: the pair agrees before tau_mem (similarity at least halfway from chance to 1)
+    and splits after (its similarity at the end at least 0.1 lower)."""
+    return (pair["before"] >= (1 + pair["before_chance"]) / 2) and (pair["end"] <= pair["before"] - 0.1)
