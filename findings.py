@@ -143,7 +143,7 @@ def nearest(distances):
 def distance_answers(record, band):
     """Per run of the record that logged distances: its distances to each reference, averaged
     over the band's bins, at its last evaluation at or before tau_mem ('before') and at its end,
-    and the step of its closest approach to the Gaussian fit as a multiple of tau_mem."""
+    and the step of its closest approach to each reference as a multiple of tau_mem."""
     out = []
     for row in record["rows"]:
         curves = record["curves"][row["name"]]
@@ -151,24 +151,32 @@ def distance_answers(record, band):
             continue
         in_band = metrics.distances_in_band(curves, band)  # {reference: (E,)}
         before = last_at_or_before(curves["step"], row["tau_mem"])
-        closest = curves["step"][int(np.argmin(in_band["gaussian"]))]
+        closest = {name: curves["step"][int(np.nanargmin(d))] / row["tau_mem"] if row["tau_mem"] else None
+                   for name, d in in_band.items()}
         out.append({"name": row["name"], "value": row["value"], "tau_mem": row["tau_mem"],
                     "before_step": curves["step"][before],
                     "before": {name: float(d[before]) for name, d in in_band.items()},
-                    "end": {name: float(d[-1]) for name, d in in_band.items()},
-                    "gaussian_closest": closest / row["tau_mem"] if row["tau_mem"] else None})
+                    "end": {name: float(d[-1]) for name, d in in_band.items()}, "closest": closest})
     return out
 
 
+# The rules: which references the network must be nearest to before tau_mem and at the end.
+# The first is the question as Li, Dai & Qu pose it; the second allows either reference that
+# generalizes (the Gaussian fit knows second moments, the patch memorizer local patches).
+DISTANCE_RULES = {"the Gaussian fit before tau_mem, the memorizer after": ({"gaussian"}, {"memorizer"}),
+                  "a generalizing reference (Gaussian fit or patch memorizer) before, the memorizer after":
+                      ({"gaussian", "patch"}, {"memorizer"})}
+
+
 def nearest_by_band(record):
-    """{band: (nearest reference before tau_mem, nearest at the end, one of each per run), and
-    how many runs follow the rule 'closest to the Gaussian fit before tau_mem, to the memorizer
-    after'}."""
+    """{band: (nearest reference before tau_mem, nearest at the end: one of each per run,
+    {rule: how many runs follow it})}."""
     out = {}
     for band in metrics.NOISE_BANDS:
         answers = distance_answers(record, band)
         before, end = [nearest(a["before"]) for a in answers], [nearest(a["end"]) for a in answers]
-        out[band] = (before, end, sum(b == "gaussian" and e == "memorizer" for b, e in zip(before, end)))
+        out[band] = (before, end, {rule: sum(b in first and e in then for b, e in zip(before, end))
+                                   for rule, (first, then) in DISTANCE_RULES.items()})
     return out
 
 

@@ -253,27 +253,30 @@ def pre_memorization_section(records):
         lines += [f"### {AXIS_TITLES[axis]}", "",
                   "Middle band, at the last evaluation at or before tau_mem and at the end:", "",
                   f"| run | {field} | tau_mem | evaluated at | memorizer | Gaussian | patch | at the end: memorizer | "
-                  f"Gaussian | patch | nearest: before → end | closest to the Gaussian at |", "|" + "---|" * 12]
+                  f"Gaussian | patch | nearest: before → end | closest to the Gaussian, the patch memorizer at |",
+                  "|" + "---|" * 12]
         for a in middle:
             lines.append(f"| {a['name']} | {a['value']:g} | {number(a['tau_mem'], '.0f')} | {a['before_step']:.0f} | "
                          + " | ".join(number(a["before"].get(n), ".3f") for n in findings.REFERENCES) + " | "
                          + " | ".join(number(a["end"].get(n), ".3f") for n in findings.REFERENCES) + " | "
                          f"{findings.REFERENCES[findings.nearest(a['before'])]} → {findings.REFERENCES[findings.nearest(a['end'])]} | "
-                         f"{number(a['gaussian_closest'], '.2f')} tau_mem |")
+                         f"{number(a['closest']['gaussian'], '.2f')}, {number(a['closest']['patch'], '.2f')} tau_mem |")
         by_band = findings.nearest_by_band(record)
         tally = lambda nearest: ", ".join(f"{name} {nearest.count(key)}" for key, name in findings.REFERENCES.items()
                                           if key in nearest)
         lines += ["", f"The nearest reference in each band, counted over the {len(middle)} runs: "
                   + "; ".join(f"{band}: before {tally(before)}; at the end {tally(end)}"
                               for band, (before, end, _) in by_band.items())
-                  + ".", "", "**Closest to the Gaussian fit before tau_mem, to the memorizer after** (rule: the "
-                  "nearest reference by the band's mean distance, at the last evaluation at or before tau_mem and at "
-                  "the end): " + "; ".join(f"{band} band {held} of {len(middle)} runs"
-                                           for band, (_, _, held) in by_band.items()) + "."]
-        rho = findings.spearman([a["value"] for a in middle], [a["gaussian_closest"] for a in middle])
-        lines += ["", "The closest approach to the Gaussian fit (middle band), in units of tau_mem: "
-                  + ", ".join(f"{number(a['gaussian_closest'], '.2f')} at {field} = {a['value']:g}" for a in middle)
-                  + (f" (rank correlation with {field} {rho:+.2f})" if np.isfinite(rho) else "") + "."]
+                  + "."]
+        for rule in findings.DISTANCE_RULES:
+            lines += ["", f"**Nearest {rule}** (by the band's mean distance, at the last evaluation at or before "
+                          f"tau_mem and at the end): " + "; ".join(f"{band} band {held[rule]} of {len(middle)} runs"
+                                                                   for band, (_, _, held) in by_band.items()) + "."]
+        near_tau = {name: sum(a["closest"][name] is not None and 1 / 1.5 <= a["closest"][name] <= 1.5 for a in middle)
+                    for name in findings.REFERENCES}
+        lines += ["", "**Where the network comes closest to each reference** (middle band): within a factor 1.5 of "
+                      "tau_mem in " + ", ".join(f"{count} of {len(middle)} runs for the {findings.REFERENCES[name]}"
+                                                for name, count in near_tau.items()) + "."]
         shares = [r["distance_share"] for r in record["rows"] if r.get("distance_share") is not None]
         if shares:
             lines += ["", f"What the distances cost: {100 * min(shares):.1f}% to {100 * max(shares):.1f}% of a run's "

@@ -88,22 +88,27 @@ def test_the_record_holds_the_distances_and_the_twins_and_the_document_their_ans
 
 
 def test_pre_memorization_rules_on_closed_cases():
-    """A run nearest the Gaussian fit at its last evaluation before tau_mem (step 20 of tau_mem
-    25) and nearest the memorizer at the end follows the rule in every band; a twin pair at
-    0.95 there (chance 0.1) and 0.5 at the end agrees then splits, one at 0.5 throughout does not."""
+    """Run a is nearest the Gaussian fit at its last evaluation before tau_mem (step 20 of
+    tau_mem 25) and nearest the memorizer at the end, in every band: both rules hold; run b is
+    nearest the patch memorizer before: only the second. A twin pair at 0.95 there (chance 0.1)
+    and 0.5 at the end agrees then splits; one at 0.5 throughout does not."""
     constant_bins = lambda values: [[v] * 10 for v in values]
     curves = {"step": [10, 20, 30, 40], "distance_gaussian_bins": constant_bins([0.2, 0.1, 0.2, 0.3]),
               "distance_memorizer_bins": constant_bins([0.9, 0.5, 0.2, 0.05]),
               "distance_patch_bins": constant_bins([0.3, 0.2, 0.2, 0.2])}
+    patch_first = dict(curves, distance_patch_bins=constant_bins([0.3, 0.05, 0.2, 0.2]))
     pair = lambda similarity: dict(step=[10, 20, 40], similarity=similarity, similarity_chance=[0.1] * 3,
                                    mem=[0, 0, 1], mem_twin=[0, 0, 1], twin_tau_mem=30.0, twin_seconds=60.0)
     record = {"rows": [dict(name="a", value=40, tau_mem=25.0), dict(name="b", value=80, tau_mem=25.0)],
-              "curves": {"a": curves, "b": curves}, "twins": {"a": pair([0.9, 0.95, 0.5]), "b": pair([0.5] * 3)}}
-    (answer, _) = findings.distance_answers(record, "middle")
-    assert answer["before_step"] == 20 and answer["gaussian_closest"] == pytest.approx(20 / 25)
-    assert answer["before"] == pytest.approx({"gaussian": 0.1, "memorizer": 0.5, "patch": 0.2})
-    assert {band: held for band, (_, _, held) in findings.nearest_by_band(record).items()} == \
-        {"noisy": 2, "middle": 2, "clean": 2}
+              "curves": {"a": curves, "b": patch_first}, "twins": {"a": pair([0.9, 0.95, 0.5]), "b": pair([0.5] * 3)}}
+    a, b = findings.distance_answers(record, "middle")
+    assert a["before_step"] == 20 and a["closest"]["gaussian"] == pytest.approx(20 / 25)
+    assert a["closest"]["memorizer"] == pytest.approx(40 / 25) and b["closest"]["patch"] == pytest.approx(20 / 25)
+    assert a["before"] == pytest.approx({"gaussian": 0.1, "memorizer": 0.5, "patch": 0.2})
+    gaussian_rule, either_rule = findings.DISTANCE_RULES
+    for band, (before, end, held) in findings.nearest_by_band(record).items():
+        assert (before, end) == (["gaussian", "patch"], ["memorizer", "memorizer"]), band
+        assert held == {gaussian_rule: 1, either_rule: 2}, band
     assert [findings.twins_agree_then_split(p) for p in findings.twin_answers(record)] == [True, False]
 
 
