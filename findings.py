@@ -180,6 +180,17 @@ def nearest_by_band(record):
     return out
 
 
+NEAR_TAU = 1.5  # "near tau_mem": within this factor of it
+DISTANCE_BUDGET, TWIN_BUDGET_MINUTES = 0.25, 30  # what the instruments may cost: of a run's time; the twin axis
+
+
+def closest_near_tau(answers):
+    """{reference: in how many runs (distance_answers) the closest approach to it falls within
+    a factor NEAR_TAU of tau_mem}."""
+    return {name: sum(a["closest"].get(name) is not None and 1 / NEAR_TAU <= a["closest"][name] <= NEAR_TAU
+                      for a in answers) for name in REFERENCES}
+
+
 def twin_answers(record):
     """Per twin pair: the paired similarity (and its chance level) at the last sample step at
     or before the run's tau_mem and at the end, and the copies of both at the end."""
@@ -201,3 +212,33 @@ def twins_agree_then_split(pair):
     """The rule: the pair agrees before tau_mem (similarity at least halfway from chance to 1)
     and splits after (its similarity at the end at least 0.1 lower)."""
     return (pair["before"] >= (1 + pair["before_chance"]) / 2) and (pair["end"] <= pair["before"] - 0.1)
+
+
+# --- the cheap evaluation schedule against the dense one ------------------------------------
+
+SCHEDULE_METRICS = {"tau_mem": ("tau_mem (test-loss minimum)", ".0f"), "tau_gen": ("tau_gen", ".0f"),
+                    "copy_onset": ("copy onset", ".0f"), "best_swd": ("best SW before tau_mem", ".4g"),
+                    "best_swd_step": ("its step", ".0f"), "mem_at_best_swd": ("copies there", ".2f"),
+                    "memorization_rate": ("memorization rate / decade", ".3f"), "final_mem": ("final copies", ".2f")}
+
+
+def schedule_comparison(cheap, dense, name):
+    """One run evaluated on two schedules (the records of one axis under the cpu and cpu-dense
+    presets): each summary metric on both, and at the sample steps they share, the largest
+    relative difference of SW and the largest difference of the copy fraction. The training is
+    the same when the train losses agree at every evaluation: 'train_loss_difference' is 0."""
+    rows = [next((r for r in record["rows"] if r["name"] == name), None) for record in (cheap, dense)]
+    if None in rows:
+        return None
+    curves = [record["curves"][name] for record in (cheap, dense)]
+    shared = sorted(set(curves[0]["sample_step"]) & set(curves[1]["sample_step"]))
+    at = lambda c, key: np.array([c[key][c["sample_step"].index(s)] for s in shared], float)
+    same_steps = curves[0]["step"] == curves[1]["step"]
+    return {"metrics": {key: (rows[0].get(key), rows[1].get(key)) for key in SCHEDULE_METRICS},
+            "sample_evals": (len(curves[0]["sample_step"]), len(curves[1]["sample_step"])),
+            "shared_sample_steps": shared,
+            "swd_difference": float(np.max(np.abs(at(curves[1], "swd_test") / at(curves[0], "swd_test") - 1)))
+            if shared else None,
+            "mem_difference": float(np.max(np.abs(at(curves[1], "mem") - at(curves[0], "mem")))) if shared else None,
+            "train_loss_difference": float(np.max(np.abs(np.subtract(curves[0]["train_loss"], curves[1]["train_loss"]))))
+            if same_steps else None}

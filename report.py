@@ -28,6 +28,7 @@ import numpy as np
 import files
 import findings
 import metrics
+import study
 import sweep
 
 RESULTS_DIR = Path(__file__).resolve().parent / "docs" / "results"
@@ -244,68 +245,107 @@ def pre_memorization_section(records):
                                                for band, b in metrics.NOISE_BANDS.items())
              + "); and twins, the same run trained on the next N images (`python sweep.py --axis data --twin`), "
              "sampled from the same noise, compared by the pixel correlation of each pair of samples.", ""]
-    shown = False
-    for axis in AXIS_TITLES:
-        record = records.get(f"cpu-{axis}")
-        if not record or not (middle := findings.distance_answers(record, "middle")):
-            continue
-        shown, field = True, findings.AXIS_FIELDS[axis]
-        lines += [f"### {AXIS_TITLES[axis]}", "",
-                  "Middle band, at the last evaluation at or before tau_mem and at the end:", "",
-                  f"| run | {field} | tau_mem | evaluated at | memorizer | Gaussian | patch | at the end: memorizer | "
-                  f"Gaussian | patch | nearest: before → end | closest to the Gaussian, the patch memorizer at |",
-                  "|" + "---|" * 12]
-        for a in middle:
-            lines.append(f"| {a['name']} | {a['value']:g} | {number(a['tau_mem'], '.0f')} | {a['before_step']:.0f} | "
-                         + " | ".join(number(a["before"].get(n), ".3f") for n in findings.REFERENCES) + " | "
-                         + " | ".join(number(a["end"].get(n), ".3f") for n in findings.REFERENCES) + " | "
-                         f"{findings.REFERENCES[findings.nearest(a['before'])]} → {findings.REFERENCES[findings.nearest(a['end'])]} | "
-                         f"{number(a['closest']['gaussian'], '.2f')}, {number(a['closest']['patch'], '.2f')} tau_mem |")
-        by_band = findings.nearest_by_band(record)
-        tally = lambda nearest: ", ".join(f"{name} {nearest.count(key)}" for key, name in findings.REFERENCES.items()
-                                          if key in nearest)
-        lines += ["", f"The nearest reference in each band, counted over the {len(middle)} runs: "
-                  + "; ".join(f"{band}: before {tally(before)}; at the end {tally(end)}"
-                              for band, (before, end, _) in by_band.items())
-                  + "."]
-        for rule in findings.DISTANCE_RULES:
-            lines += ["", f"**Nearest {rule}** (by the band's mean distance, at the last evaluation at or before "
-                          f"tau_mem and at the end): " + "; ".join(f"{band} band {held[rule]} of {len(middle)} runs"
-                                                                   for band, (_, _, held) in by_band.items()) + "."]
-        near_tau = {name: sum(a["closest"][name] is not None and 1 / 1.5 <= a["closest"][name] <= 1.5 for a in middle)
-                    for name in findings.REFERENCES}
-        lines += ["", "**Where the network comes closest to each reference** (middle band): within a factor 1.5 of "
-                      "tau_mem in " + ", ".join(f"{count} of {len(middle)} runs for the {findings.REFERENCES[name]}"
-                                                for name, count in near_tau.items()) + "."]
-        shares = [r["distance_share"] for r in record["rows"] if r.get("distance_share") is not None]
-        if shares:
-            lines += ["", f"What the distances cost: {100 * min(shares):.1f}% to {100 * max(shares):.1f}% of a run's "
-                          f"wall time (their references once, and their part of every evaluation; budget 25%)."]
-        if pairs := findings.twin_answers(record):
-            agree = [findings.twins_agree_then_split(p) for p in pairs]
-            lines += ["", "Twins on disjoint data, at the last sample step at or before the run's tau_mem and at "
-                          "the end (chance: the pixel correlation of unpaired samples):", "",
-                      f"| run | {field} | tau_mem run, twin | sample step | similarity (chance) | at the end (chance) | "
-                      f"copies at the end, run, twin | agree, then split |", "|" + "---|" * 8]
-            for p, ok in zip(pairs, agree):
-                lines.append(f"| {p['name']} | {p['value']:g} | {number(p['tau_mem'], '.0f')}, "
-                             f"{number(p['twin_tau_mem'], '.0f')} | {p['before_step']:.0f} | {number(p['before'], '.3f')} "
-                             f"({number(p['before_chance'], '.3f')}) | {number(p['end'], '.3f')} "
-                             f"({number(p['end_chance'], '.3f')}) | {number(p['mem'], '.2f')}, "
-                             f"{number(p['mem_twin'], '.2f')} | {'yes' if ok else 'no'} |")
-            rho = findings.spearman([p["value"] for p in pairs], [p["end"] for p in pairs])
-            twin_minutes = sum(p["seconds"] or 0 for p in pairs) / 60
-            lines += ["", f"**Disjoint twins agree before tau_mem and split after** (rule: a similarity at least "
-                          f"halfway from chance to 1 there, and at least 0.1 lower at the end): {sum(agree)} of "
-                          f"{len(pairs)} pairs. The similarity at the end against {field}: rank correlation "
-                          f"{number(rho, '+.2f')}. The twins trained in {twin_minutes:.1f} min (budget: 30 min)."]
-        figures = [f for f in record["figures"] if f.startswith(PRE_MEMORIZATION_FIGURES)]
-        lines += [""] + [f"![{figure}](results/cpu-{axis}/{figure})" for figure in figures] + [""]
+    shown = [axis for axis in AXIS_TITLES if f"cpu-{axis}" in records
+             and findings.distance_answers(records[f"cpu-{axis}"], "middle")]
+    for axis in shown:
+        record = records[f"cpu-{axis}"]
+        lines += [f"### {AXIS_TITLES[axis]}", ""] + distance_lines(record, findings.AXIS_FIELDS[axis])
+        lines += twin_lines(record, findings.AXIS_FIELDS[axis])
+        lines += [""] + [f"![{figure}](results/cpu-{axis}/{figure})" for figure in record["figures"]
+                         if figure.startswith(PRE_MEMORIZATION_FIGURES)] + [""]
     if not shown:
         lines += ["No record holds the distances yet: `python sweep.py --axis data --twin --preset cpu`, then "
                   "`python report.py publish sweeps/cpu-data`.", ""]
     return lines
 
+
+def distance_lines(record, field):
+    """The distances of each run in the middle band, the nearest reference in every band, the
+    two rules' counts, where each reference is closest, and what the distances cost."""
+    middle, names = findings.distance_answers(record, "middle"), findings.REFERENCES
+    lines = ["Middle band, at the last evaluation at or before tau_mem and at the end:", "",
+             f"| run | {field} | tau_mem | evaluated at | memorizer | Gaussian | patch | at the end: memorizer | "
+             f"Gaussian | patch | nearest: before → end | closest to the Gaussian, the patch memorizer at |",
+             "|" + "---|" * 12]
+    for a in middle:
+        lines.append(f"| {a['name']} | {a['value']:g} | {number(a['tau_mem'], '.0f')} | {a['before_step']:.0f} | "
+                     + " | ".join(number(a[when].get(n), ".3f") for when in ("before", "end") for n in names) + " | "
+                     f"{names[findings.nearest(a['before'])]} → {names[findings.nearest(a['end'])]} | "
+                     f"{number(a['closest']['gaussian'], '.2f')}, {number(a['closest']['patch'], '.2f')} tau_mem |")
+    by_band = findings.nearest_by_band(record)
+    tally = lambda nearest: ", ".join(f"{name} {nearest.count(key)}" for key, name in names.items() if key in nearest)
+    lines += ["", f"The nearest reference in each band, counted over the {len(middle)} runs: "
+              + "; ".join(f"{band}: before {tally(before)}; at the end {tally(end)}"
+                          for band, (before, end, _) in by_band.items()) + "."]
+    for rule in findings.DISTANCE_RULES:
+        lines += ["", f"**Nearest {rule}** (by the band's mean distance, at the last evaluation at or before tau_mem "
+                      f"and at the end): " + "; ".join(f"{band} band {held[rule]} of {len(middle)} runs"
+                                                       for band, (_, _, held) in by_band.items()) + "."]
+    near = findings.closest_near_tau(middle)
+    lines += ["", f"**Where the network comes closest to each reference** (middle band): within a factor "
+                  f"{findings.NEAR_TAU:g} of tau_mem in " + ", ".join(f"{count} of {len(middle)} runs for the {names[name]}"
+                                                                   for name, count in near.items()) + "."]
+    shares = [r["distance_share"] for r in record["rows"] if r.get("distance_share") is not None]
+    if shares:
+        lines += ["", f"What the distances cost: {100 * min(shares):.1f}% to {100 * max(shares):.1f}% of a run's wall "
+                      f"time (their references once, and their part of every evaluation; the budget is "
+                      f"{findings.DISTANCE_BUDGET:.0%})."]
+    return lines
+
+
+def twin_lines(record, field):
+    """Each twin pair's similarity before tau_mem and at the end, the rule's count, the trend
+    with the axis value, and the twins' training time."""
+    pairs = findings.twin_answers(record)
+    if not pairs:
+        return []
+    agree = [findings.twins_agree_then_split(p) for p in pairs]
+    lines = ["", "Twins on disjoint data, at the last sample step at or before the run's tau_mem and at the end "
+                 "(chance: the pixel correlation of unpaired samples):", "",
+             f"| run | {field} | tau_mem run, twin | sample step | similarity (chance) | at the end (chance) | "
+             f"copies at the end, run, twin | agree, then split |", "|" + "---|" * 8]
+    for p, ok in zip(pairs, agree):
+        lines.append(f"| {p['name']} | {p['value']:g} | {number(p['tau_mem'], '.0f')}, {number(p['twin_tau_mem'], '.0f')} "
+                     f"| {p['before_step']:.0f} | {number(p['before'], '.3f')} ({number(p['before_chance'], '.3f')}) | "
+                     f"{number(p['end'], '.3f')} ({number(p['end_chance'], '.3f')}) | {number(p['mem'], '.2f')}, "
+                     f"{number(p['mem_twin'], '.2f')} | {'yes' if ok else 'no'} |")
+    rho = findings.spearman([p["value"] for p in pairs], [p["end"] for p in pairs])
+    minutes = sum(p["seconds"] or 0 for p in pairs) / 60
+    return lines + ["", f"**Disjoint twins agree before tau_mem and split after** (rule: a similarity at least halfway "
+                        f"from chance to 1 there, and at least 0.1 lower at the end): {sum(agree)} of {len(pairs)} "
+                        f"pairs. The similarity at the end against {field}: rank correlation {number(rho, '+.2f')}. "
+                        f"The twins trained in {minutes:.1f} min (the budget is {findings.TWIN_BUDGET_MINUTES} min)."]
+
+
+def schedule_section(records):
+    """The cpu preset's evaluation schedule against the dense one (the cpu-dense preset: as
+    paper-dense is to paper) on the preset's default run, the batch axis' batch_16."""
+    cheap_fields, dense_fields = study.PRESETS["cpu"], study.PRESETS["cpu-dense"]
+    lines = ["## The evaluation schedule: cheap against dense", "",
+             f"The `cpu` preset samples {cheap_fields['num_samples']:,} images at {cheap_fields['num_sample_evals']} "
+             f"of its {cheap_fields['num_evals']} evaluations, SW on {cheap_fields['swd_samples']:,} of them, as the "
+             f"`paper` preset thins the paper's own evaluation; `cpu-dense` samples {dense_fields['num_samples']:,} at "
+             f"{dense_fields['num_sample_evals']} of {dense_fields['num_evals']}, SW on {dense_fields['swd_samples']:,}, "
+             f"as `paper-dense` does. The training is the same, so one run on both schedules shows how far the cheap "
+             f"numbers are from the dense ones.", ""]
+    cheap, dense = records.get("cpu-batch"), records.get("cpu-dense-batch")
+    found = findings.schedule_comparison(cheap, dense, "batch_16") if cheap and dense else None
+    if not found:
+        return lines + ["No record yet: `python sweep.py --axis batch --preset cpu-dense --index 2`, then "
+                        "`python report.py publish sweeps/cpu-dense-batch` (and the cpu batch axis' record).", ""]
+    lines += [f"| batch_16 | cheap ({found['sample_evals'][0]} sample evaluations) | dense "
+              f"({found['sample_evals'][1]}) |", "|---|---|---|"]
+    for key, (label, spec) in findings.SCHEDULE_METRICS.items():
+        lines.append(f"| {label} | " + " | ".join(number(v, spec) for v in found["metrics"][key]) + " |")
+    same = found["train_loss_difference"]
+    lines += ["", f"At the {len(found['shared_sample_steps'])} sample steps both schedules evaluate, SW differs by at "
+                  f"most {100 * found['swd_difference']:.1f}% and the copy fraction by at most "
+                  f"{found['mem_difference']:.3f}. "
+              + ("The train losses agree at every evaluation (the same training)." if same == 0 else
+                 f"The train losses differ by up to {number(same, '.2g')}: not the same training, so the difference "
+                 f"is not the schedule's alone."), "",
+              ran_on(dense["ran_on"], dense.get("training_seconds")) + " (the dense run)", ""]
+    return lines
 
 
 def ran_on(where, seconds=None):
@@ -348,6 +388,7 @@ def document(records):
             lines += [f"## {AXIS_TITLES[axis]}", "", f"No record yet: `python sweep.py --axis {axis} --preset cpu` "
                       f"then `python report.py publish sweeps/{name}`.", ""]
     lines += pre_memorization_section(records)
+    lines += schedule_section(records)
     if "bench" in records:
         lines += bench_section(records["bench"])
     else:

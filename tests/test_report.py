@@ -112,6 +112,24 @@ def test_pre_memorization_rules_on_closed_cases():
     assert [findings.twins_agree_then_split(p) for p in findings.twin_answers(record)] == [True, False]
 
 
+def test_schedule_comparison_on_a_closed_case():
+    """The dense schedule samples at every evaluation (10, 20, 40), the cheap one at 20 and 40:
+    compared at those two, SW 10% higher at most and copies 0.05 apart at most; the same train
+    losses (the same training) differ by 0."""
+    row = dict(name="batch_16", tau_mem=25.0, tau_gen=20.0, copy_onset=40.0, best_swd=0.1, best_swd_step=20,
+               mem_at_best_swd=0.0, memorization_rate=0.5, final_mem=0.6)
+    losses = dict(step=[10, 20, 40], train_loss=[0.5, 0.4, 0.3])
+    cheap = {"rows": [row], "curves": {"batch_16": dict(losses, sample_step=[20, 40], swd_test=[0.1, 0.2], mem=[0.0, 0.6])}}
+    dense = {"rows": [dict(row, best_swd=0.11, final_mem=0.65)],
+             "curves": {"batch_16": dict(losses, sample_step=[10, 20, 40], swd_test=[0.3, 0.11, 0.21],
+                                         mem=[0.0, 0.0, 0.65])}}
+    found = findings.schedule_comparison(cheap, dense, "batch_16")
+    assert found["shared_sample_steps"] == [20, 40] and found["sample_evals"] == (2, 3)
+    assert found["swd_difference"] == pytest.approx(0.1) and found["mem_difference"] == pytest.approx(0.05)
+    assert found["train_loss_difference"] == 0 and found["metrics"]["best_swd"] == (0.1, 0.11)
+    assert findings.schedule_comparison(cheap, dense, "batch_8") is None  # no such run in the records
+
+
 def test_a_record_from_a_tree_with_uncommitted_changes_says_so(published):
     root, _, results = published
     record = json.loads((results / "cpu-data" / "record.json").read_text())
