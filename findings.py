@@ -222,23 +222,47 @@ SCHEDULE_METRICS = {"tau_mem": ("tau_mem (test-loss minimum)", ".0f"), "tau_gen"
                     "memorization_rate": ("memorization rate / decade", ".3f"), "final_mem": ("final copies", ".2f")}
 
 
+def crossing(steps, values, threshold):
+    """The first step at which values reach threshold, interpolated in log(step) between the
+    two evaluations around it; None if they never do."""
+    above = np.flatnonzero(np.asarray(values, float) >= threshold)
+    if not len(above):
+        return None
+    i = int(above[0])
+    if i == 0:
+        return float(steps[0])
+    (s0, s1), (v0, v1) = np.log(steps[i - 1:i + 1]), values[i - 1:i + 1]
+    return float(np.exp(s0 + (threshold - v0) / (v1 - v0) * (s1 - s0)))
+
+
+def tau_mem_rules(row, curves):
+    """The step each candidate rule for tau_mem gives on one run: ours (the smoothed test-loss
+    minimum, metrics.memorization_time) and three that fire on the train-test gap."""
+    gap = np.subtract(curves["test_loss"], curves["train_loss"])
+    error = np.hypot(curves["train_loss_sem"], curves["test_loss_sem"])  # the two sets are independent
+    return {"gap > 3 standard errors": crossing(curves["step"], gap / error, 3.0),
+            "normalized gap crosses 0.1": crossing(curves["step"], curves["gap_normalized"], 0.1),
+            "normalized gap crosses 0.05": crossing(curves["step"], curves["gap_normalized"], 0.05),
+            "smoothed test-loss minimum (ours)": row["tau_mem"]}
+
+
 def schedule_comparison(cheap, dense, name):
     """One run evaluated on two schedules (the records of one axis under the cpu and cpu-dense
-    presets): each summary metric on both, and at the sample steps they share, the largest
-    relative difference of SW and the largest difference of the copy fraction. The training is
-    the same when the train losses agree at every evaluation: 'train_loss_difference' is 0."""
+    presets): each summary metric and each rule for tau_mem on both, and at the sample steps
+    they share, the largest relative difference of SW and the largest difference of the copy
+    fraction. None unless both records hold the run."""
     rows = [next((r for r in record["rows"] if r["name"] == name), None) for record in (cheap, dense)]
     if None in rows:
         return None
     curves = [record["curves"][name] for record in (cheap, dense)]
     shared = sorted(set(curves[0]["sample_step"]) & set(curves[1]["sample_step"]))
     at = lambda c, key: np.array([c[key][c["sample_step"].index(s)] for s in shared], float)
-    same_steps = curves[0]["step"] == curves[1]["step"]
+    rules = ([tau_mem_rules(row, c) for row, c in zip(rows, curves)] if all("gap_normalized" in c for c in curves)
+             else [{}, {}])
     return {"metrics": {key: (rows[0].get(key), rows[1].get(key)) for key in SCHEDULE_METRICS},
+            "tau_mem_rules": {rule: (rules[0][rule], rules[1][rule]) for rule in rules[0]},
             "sample_evals": (len(curves[0]["sample_step"]), len(curves[1]["sample_step"])),
             "shared_sample_steps": shared,
             "swd_difference": float(np.max(np.abs(at(curves[1], "swd_test") / at(curves[0], "swd_test") - 1)))
             if shared else None,
-            "mem_difference": float(np.max(np.abs(at(curves[1], "mem") - at(curves[0], "mem")))) if shared else None,
-            "train_loss_difference": float(np.max(np.abs(np.subtract(curves[0]["train_loss"], curves[1]["train_loss"]))))
-            if same_steps else None}
+            "mem_difference": float(np.max(np.abs(at(curves[1], "mem") - at(curves[0], "mem")))) if shared else None}

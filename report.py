@@ -57,11 +57,13 @@ def numbers(values):
 
 
 def run_curves(log, mem_key, swd_key):
-    """The curves a reader of the record may want to redraw or test a rule on: losses, copies
-    and SW, and the distances to the exact references by noise bin ((E, 10) each) with the
+    """The curves a reader of the record may want to redraw or test a rule on: losses (with
+    their standard errors and the normalized gap), copies and SW, and the distances to the exact references by noise bin ((E, 10) each) with the
     references' distances to each other (one row: they are constants)."""
     curves = {"step": metrics.steps_of(log, "train_loss"), "train_loss": log["train_loss"],
-              "test_loss": log["test_loss"], "sample_step": metrics.steps_of(log, mem_key), "mem": log[mem_key],
+              "test_loss": log["test_loss"], "train_loss_sem": log["train_loss_sem"],
+              "test_loss_sem": log["test_loss_sem"], "gap_normalized": log["gap_normalized"],
+              "sample_step": metrics.steps_of(log, mem_key), "mem": log[mem_key],
               "swd_test": log[swd_key], "swd_train": log.get(swd_key.replace("_test", "_train"), [])}
     for key in ("elapsed_seconds", "distance_seconds"):
         if key in log:
@@ -317,35 +319,45 @@ def twin_lines(record, field):
                         f"The twins trained in {minutes:.1f} min (the budget is {findings.TWIN_BUDGET_MINUTES} min)."]
 
 
+SCHEDULE_AXIS = "data"  # its first run (sweep.py --index 0) is evaluated on both schedules
+
+
 def schedule_section(records):
     """The cpu preset's evaluation schedule against the dense one (the cpu-dense preset: as
-    paper-dense is to paper) on the preset's default run, the batch axis' batch_16."""
+    paper-dense is to paper) on one run: the data axis' first (the smallest N, where copies
+    reach furthest)."""
     cheap_fields, dense_fields = study.PRESETS["cpu"], study.PRESETS["cpu-dense"]
+    name = f"{SCHEDULE_AXIS}_{study.AXES['cpu'][SCHEDULE_AXIS][1][0]:g}"  # as sweep.run_configs names it
     lines = ["## The evaluation schedule: cheap against dense", "",
              f"The `cpu` preset samples {cheap_fields['num_samples']:,} images at {cheap_fields['num_sample_evals']} "
              f"of its {cheap_fields['num_evals']} evaluations, SW on {cheap_fields['swd_samples']:,} of them, as the "
              f"`paper` preset thins the paper's own evaluation; `cpu-dense` samples {dense_fields['num_samples']:,} at "
              f"{dense_fields['num_sample_evals']} of {dense_fields['num_evals']}, SW on {dense_fields['swd_samples']:,}, "
-             f"as `paper-dense` does. The training is the same, so one run on both schedules shows how far the cheap "
-             f"numbers are from the dense ones.", ""]
-    cheap, dense = records.get("cpu-batch"), records.get("cpu-dense-batch")
-    found = findings.schedule_comparison(cheap, dense, "batch_16") if cheap and dense else None
+             f"as `paper-dense` does, and measures the losses on {dense_fields['eval_train_size']:,} training and "
+             f"{dense_fields['num_test']:,} test images (the cheap: {cheap_fields['eval_train_size']:,} and "
+             f"{cheap_fields['num_test']:,}). The training is the same, so one run on both schedules shows how far the "
+             f"cheap numbers are from the dense ones.", ""]
+    cheap, dense = records.get(f"cpu-{SCHEDULE_AXIS}"), records.get(f"cpu-dense-{SCHEDULE_AXIS}")
+    found = findings.schedule_comparison(cheap, dense, name) if cheap and dense else None
     if not found:
-        return lines + ["No record yet: `python sweep.py --axis batch --preset cpu-dense --index 2`, then "
-                        "`python report.py publish sweeps/cpu-dense-batch` (and the cpu batch axis' record).", ""]
-    lines += [f"| batch_16 | cheap ({found['sample_evals'][0]} sample evaluations) | dense "
+        return lines + [f"No record yet: `python sweep.py --axis {SCHEDULE_AXIS} --preset cpu-dense --index 0`, "
+                        f"then `python report.py publish sweeps/cpu-dense-{SCHEDULE_AXIS}` (and the cpu "
+                        f"{SCHEDULE_AXIS} axis' record).", ""]
+    lines += [f"| {name} | cheap ({found['sample_evals'][0]} sample evaluations) | dense "
               f"({found['sample_evals'][1]}) |", "|---|---|---|"]
     for key, (label, spec) in findings.SCHEDULE_METRICS.items():
         lines.append(f"| {label} | " + " | ".join(number(v, spec) for v in found["metrics"][key]) + " |")
-    same = found["train_loss_difference"]
     lines += ["", f"At the {len(found['shared_sample_steps'])} sample steps both schedules evaluate, SW differs by at "
                   f"most {100 * found['swd_difference']:.1f}% and the copy fraction by at most "
-                  f"{found['mem_difference']:.3f}. "
-              + ("The train losses agree at every evaluation (the same training)." if same == 0 else
-                 f"The train losses differ by up to {number(same, '.2g')}: not the same training, so the difference "
-                 f"is not the schedule's alone."), "",
-              ran_on(dense["ran_on"], dense.get("training_seconds")) + " (the dense run)", ""]
-    return lines
+                  f"{found['mem_difference']:.3f}. The training is the same on both (evaluation never changes it: "
+                  f"`tests/test_train.py` checks this), so these differences are the evaluation's alone."]
+    if found["tau_mem_rules"]:
+        lines += ["", "The rules for tau_mem considered ([METHODS.md](METHODS.md#tau_mem)), on the same run with the "
+                      "loss sets of each schedule:", "", "| rule | cheap | dense | change |", "|---|---|---|---|"]
+        for rule, (a, b) in found["tau_mem_rules"].items():
+            change = f"{100 * (b / a - 1):+.0f}%" if a and b else "-"
+            lines.append(f"| {rule} | {number(a, '.0f')} | {number(b, '.0f')} | {change} |")
+    return lines + ["", ran_on(dense["ran_on"], dense.get("training_seconds")) + " (the dense run)", ""]
 
 
 def ran_on(where, seconds=None):

@@ -62,11 +62,13 @@ AXES = {
 
 AXES["paper-dense"] = AXES["paper"]  # the same study, with the paper's evaluation
 
-# The cpu preset with its evaluation made dense as paper-dense makes the paper's: samples at
-# every evaluation, 10x the samples, SW on about 4x. The same training, so one run of each
-# shows how far the cheap schedule's numbers are from the dense one's (docs/RESULTS.md,
-# "The evaluation schedule"): python sweep.py --axis batch --preset cpu-dense --index 2.
-PRESETS["cpu-dense"] = dict(PRESETS["cpu"], num_sample_evals=20, num_samples=2560, swd_samples=1000)
+# The cpu preset with its evaluation made dense as paper-dense makes the paper's (samples at
+# every evaluation, 10x the samples, SW on about 4x), and its loss sets doubled. The same
+# training, so one run of each shows how far the cheap schedule's numbers, and each rule for
+# tau_mem, move with the evaluation (docs/RESULTS.md, "The evaluation schedule"):
+# python sweep.py --axis data --preset cpu-dense --index 0.
+PRESETS["cpu-dense"] = dict(PRESETS["cpu"], num_sample_evals=20, num_samples=2560, swd_samples=1000,
+                            eval_train_size=1024, num_test=2048)
 AXES["cpu-dense"] = AXES["cpu"]
 
 

@@ -114,19 +114,29 @@ def test_pre_memorization_rules_on_closed_cases():
 
 def test_schedule_comparison_on_a_closed_case():
     """The dense schedule samples at every evaluation (10, 20, 40), the cheap one at 20 and 40:
-    compared at those two, SW 10% higher at most and copies 0.05 apart at most; the same train
-    losses (the same training) differ by 0."""
+    compared at those two, SW 10% higher at most and copies 0.05 apart at most. The rules for
+    tau_mem: the gap passes 3 standard errors at 20 (cheap: 3.0 exactly) and at 10 (dense: 6
+    there); the normalized gap 0.1 at 20 on both, 0.05 halfway in log(step) from 10 to 20 (cheap)
+    and at 10 (dense)."""
     row = dict(name="batch_16", tau_mem=25.0, tau_gen=20.0, copy_onset=40.0, best_swd=0.1, best_swd_step=20,
                mem_at_best_swd=0.0, memorization_rate=0.5, final_mem=0.6)
-    losses = dict(step=[10, 20, 40], train_loss=[0.5, 0.4, 0.3])
+    losses = dict(step=[10, 20, 40], train_loss=[0.5, 0.4, 0.3], test_loss=[0.5, 0.43, 0.5],
+                  train_loss_sem=[0.006, 0.006, 0.006], test_loss_sem=[0.008, 0.008, 0.008], gap_normalized=[0.0, 0.1, 0.3])
     cheap = {"rows": [row], "curves": {"batch_16": dict(losses, sample_step=[20, 40], swd_test=[0.1, 0.2], mem=[0.0, 0.6])}}
+    dense_losses = dict(losses, test_loss=[0.56, 0.43, 0.5], gap_normalized=[0.06, 0.1, 0.3])
     dense = {"rows": [dict(row, best_swd=0.11, final_mem=0.65)],
-             "curves": {"batch_16": dict(losses, sample_step=[10, 20, 40], swd_test=[0.3, 0.11, 0.21],
+             "curves": {"batch_16": dict(dense_losses, sample_step=[10, 20, 40], swd_test=[0.3, 0.11, 0.21],
                                          mem=[0.0, 0.0, 0.65])}}
     found = findings.schedule_comparison(cheap, dense, "batch_16")
     assert found["shared_sample_steps"] == [20, 40] and found["sample_evals"] == (2, 3)
     assert found["swd_difference"] == pytest.approx(0.1) and found["mem_difference"] == pytest.approx(0.05)
-    assert found["train_loss_difference"] == 0 and found["metrics"]["best_swd"] == (0.1, 0.11)
+    assert found["metrics"]["best_swd"] == (0.1, 0.11)
+    rules = found["tau_mem_rules"]
+    assert rules["gap > 3 standard errors"] == pytest.approx((20, 10))  # 0.03 / 0.01 = 3; 0.06 / 0.01 = 6
+    assert rules["normalized gap crosses 0.1"] == pytest.approx((20, 20))
+    assert rules["normalized gap crosses 0.05"] == pytest.approx((np.sqrt(10 * 20), 10))  # halfway in log(step)
+    assert rules["smoothed test-loss minimum (ours)"] == (25.0, 25.0)
+    assert findings.crossing([10, 20], [0.0, 0.01], 0.05) is None
     assert findings.schedule_comparison(cheap, dense, "batch_8") is None  # no such run in the records
 
 

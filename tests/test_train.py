@@ -144,6 +144,21 @@ def test_a_run_writes_config_log_checkpoint_and_samples(tiny_config):
         assert int(f["state['step']"]) == 6
 
 
+def test_evaluation_never_changes_the_training(tiny_config, tmp_path):
+    """Two runs that differ only in what and how much they evaluate (as the cpu and cpu-dense
+    presets do) end with bit-identical parameters and EMA: evaluation reads the state and draws
+    from its own random stream, so one training can be compared under two schedules."""
+    train.train(tiny_config)
+    dense = dataclasses.replace(tiny_config, run_dir=str(tmp_path / "dense"), num_samples=16, swd_samples=16,
+                                num_sample_evals=2, eval_train_size=16, num_test=32, distance_images=16)
+    train.train(dense)
+    with np.load(Path(tiny_config.run_dir) / "checkpoint.npz") as f, np.load(Path(dense.run_dir) / "checkpoint.npz") as g:
+        state = [k for k in f if k.startswith(("state['params']", "state['ema']"))]
+        assert len(state) > 20
+        for key in state:
+            np.testing.assert_array_equal(f[key], g[key], err_msg=key)
+
+
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config, monkeypatch):
     make = train.make_train_step
 
