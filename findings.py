@@ -125,9 +125,6 @@ def findings(records, preset="cpu"):
 
 # --- what the network learns before tau_mem -------------------------------------------------
 
-REFERENCES = {"memorizer": "memorizer", "gaussian": "Gaussian fit", "patch": "patch memorizer"}
-
-
 def last_at_or_before(steps, step):
     """The index of the last of `steps` at or before `step` (the last of all if step is None)."""
     if step is None:
@@ -188,7 +185,7 @@ def closest_near_tau(answers):
     """{reference: in how many runs (distance_answers) the closest approach to it falls within
     a factor NEAR_TAU of tau_mem}."""
     return {name: sum(a["closest"].get(name) is not None and 1 / NEAR_TAU <= a["closest"][name] <= NEAR_TAU
-                      for a in answers) for name in REFERENCES}
+                      for a in answers) for name in metrics.REFERENCES}
 
 
 def twin_answers(record):

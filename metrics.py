@@ -408,6 +408,10 @@ def summarize_run(log, swd_key="swd_inception_test", mem_key="mem_sscd"):
             "mem_at_best_swd": float(log[mem_key][at_best[0]]) if len(at_best) else float("nan"), **yardstick}
 
 
+# The exact references the network's velocity is compared with (evaluate.make_distances), by
+# their key in the log (distance_<key>_bins) and their name in figures and tables.
+REFERENCES = {"memorizer": "memorizer", "gaussian": "Gaussian fit", "patch": "patch memorizer"}
+
 # Bands of the 10 noise-level bins of t (0: pure noise, 1: data) in which the distances to the
 # exact references are read: near noise every denoiser predicts the mean and the references
 # agree; near the data the memorizer snaps to a training image while the others keep the input.

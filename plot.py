@@ -160,14 +160,11 @@ def sample_files(run_dir):
     return found
 
 
-REFERENCE_NAMES = {"memorizer": "memorizer", "gaussian": "Gaussian fit", "patch": "patch memorizer"}
-
-
 def plot_distances(log, cfg, tau, out_dir):
     """What the network has learnt: per exact reference, the relative distance of its velocity
     to the reference's, |v - v_ref|^2 / |v_ref|^2, through training, one line per noise bin;
     past the last step, the other references' distances to it, per bin in the bin's colour."""
-    names = [name for name in REFERENCE_NAMES if f"distance_{name}_bins" in log]
+    names = [name for name in metrics.REFERENCES if f"distance_{name}_bins" in log]
     if not names:
         return
     step, bins = log["step"], log[f"distance_{names[0]}_bins"].shape[1]
@@ -181,9 +178,9 @@ def plot_distances(log, cfg, tau, out_dir):
             key = f"{other}_distance_{name}_bins"
             if key in log:  # the other references in the network's place, per bin (its colour), past the end
                 ax.scatter(np.full(bins, step[-1] * x), log[key][0], c=colors, marker=marker, s=16,
-                           label=f"the {REFERENCE_NAMES[other]}'s")
+                           label=f"the {metrics.REFERENCES[other]}'s")
         mark_tau(ax, tau)
-        ax.set(xscale="log", yscale="log", xlabel="step", title=f"to the {REFERENCE_NAMES[name]}")
+        ax.set(xscale="log", yscale="log", xlabel="step", title=f"to the {metrics.REFERENCES[name]}")
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel(r"$|v - v_{ref}|^2 / |v_{ref}|^2$ (held-out inputs)")
     fig.suptitle(f"what the network has learnt: N={cfg['num_train']}, C={cfg['base_channels']}, "
@@ -307,8 +304,9 @@ def plot_sweep_distances(runs, field, mins, out_dir, axis):
         tau = metrics.normalized_step(metrics.memorization_time(log), cfg, mins)
         for row, band in enumerate(bands):
             ax = axes[row, column]
-            for i, (reference, distance) in enumerate(metrics.distances_in_band(log, band).items()):
-                ax.plot(t, distance, "-", color=f"C{i}", label=f"to the {REFERENCE_NAMES[reference]}")
+            for reference, distance in metrics.distances_in_band(log, band).items():
+                ax.plot(t, distance, "-", color=f"C{list(metrics.REFERENCES).index(reference)}",
+                        label=f"to the {metrics.REFERENCES[reference]}")
             mark_tau(ax, tau)
             ax.set(xscale="log", yscale="log")
             bins = metrics.NOISE_BANDS[band]

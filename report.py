@@ -264,7 +264,7 @@ def pre_memorization_section(records):
 def distance_lines(record, field):
     """The distances of each run in the middle band, the nearest reference in every band, the
     two rules' counts, where each reference is closest, and what the distances cost."""
-    middle, names = findings.distance_answers(record, "middle"), findings.REFERENCES
+    middle, names = findings.distance_answers(record, "middle"), metrics.REFERENCES
     lines = ["Middle band, at the last evaluation at or before tau_mem and at the end:", "",
              f"| run | {field} | tau_mem | evaluated at | memorizer | Gaussian | patch | at the end: memorizer | "
              f"Gaussian | patch | nearest: before → end | closest to the Gaussian, the patch memorizer at |",
