@@ -1,5 +1,5 @@
 """The study's questions, each answered by a rule stated beside it and computed from the
-records alone (report.py writes them and renders the answers into docs/RESULTS.md):
+records alone (records.py writes them; report.py renders the answers into docs/RESULTS.md):
 
 - the paper's six findings on the cpu study: a verdict (reproduced, partly, not reproduced)
   with the evidence;
@@ -7,7 +7,7 @@ records alone (report.py writes them and renders the answers into docs/RESULTS.m
   Gaussian fit, patch memorizer) by noise band before tau_mem and at the end, and whether
   twins trained on disjoint data agree before tau_mem and part after.
 
-A record is report.py's dict (record.json): 'rows' of the sweep table, 'curves' per run,
+A record is records.py's dict (record.json): 'rows' of the sweep table, 'curves' per run,
 'twins' per run with a twin.
 """
 import numpy as np
@@ -140,7 +140,8 @@ def nearest(distances):
 def distance_answers(record, band):
     """Per run of the record that logged distances: its distances to each reference, averaged
     over the band's bins, at its last evaluation at or before tau_mem ('before') and at its end,
-    and the step of its closest approach to each reference as a multiple of tau_mem."""
+    and its closest approach to each reference: the step, as a multiple of tau_mem ('closest'),
+    and the distance there ('closest_distance')."""
     out = []
     for row in record["rows"]:
         curves = record["curves"][row["name"]]
@@ -153,7 +154,8 @@ def distance_answers(record, band):
         out.append({"name": row["name"], "value": row["value"], "tau_mem": row["tau_mem"],
                     "before_step": curves["step"][before],
                     "before": {name: float(d[before]) for name, d in in_band.items()},
-                    "end": {name: float(d[-1]) for name, d in in_band.items()}, "closest": closest})
+                    "end": {name: float(d[-1]) for name, d in in_band.items()}, "closest": closest,
+                    "closest_distance": {name: float(np.nanmin(d)) for name, d in in_band.items()}})
     return out
 
 

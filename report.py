@@ -1,198 +1,28 @@
-"""The study's results, written by the code: a small committed record per sweep, and
-docs/RESULTS.md (with the README's findings table) generated from the records alone.
+"""The study's results document, written by the code from the committed records alone
+(records.py): docs/RESULTS.md, and the README's findings table and pre-memorization summary.
 
     python report.py publish sweeps/cpu-batch   # the sweep's record -> docs/results/cpu-batch/
-    python report.py                            # docs/results/* -> docs/RESULTS.md, README.md's findings
+    python report.py                            # docs/results/* -> docs/RESULTS.md, README.md's blocks
 
-sweeps/ is not in git and a fresh clone starts without it, so what a sweep found is kept as a
-record: docs/results/<preset>-<axis>/record.json holds the summary table's rows and fits,
-each run's curves (losses and the distances to the exact references at every evaluation;
-copies and SW at every sample evaluation), what twins.py found for each run with a twin, and
-where the sweep ran (CPU, cores, OS, python, jax and numpy versions, the commit and whether the
-tree had uncommitted changes, from each run's provenance.json; the training time from the
-logs); beside it the axis figures, as PNG. `python bench.py --suite --publish` writes
-docs/results/bench/record.json. One axis can be re-run and re-published on its own; the
-document is regenerated from whatever records there are; the paper's findings get a verdict,
-and the pre-memorization questions an answer, each by the rule stated beside it (findings.py).
-Every number in the document is written here.
+One axis can be re-run and re-published on its own; the document is regenerated from whatever
+records there are, and an axis without one shows the command that makes it. The paper's
+findings get a verdict, and the pre-memorization questions an answer, each by the rule stated
+beside it (findings.py). Every number in the document is written here.
 """
-import json
-import os
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 import files
 import findings
 import metrics
+import records
 import study
-import sweep
 
-RESULTS_DIR = Path(__file__).resolve().parent / "docs" / "results"
-DOCUMENT = RESULTS_DIR.parent / "RESULTS.md"
-README = RESULTS_DIR.parents[1] / "README.md"
+DOCUMENT = records.RESULTS_DIR.parent / "RESULTS.md"
+README = records.RESULTS_DIR.parents[1] / "README.md"
 AXIS_TITLES = {"batch": "Batch size", "data": "Dataset size", "model": "Model size", "lr": "Learning rate"}
 PRE_MEMORIZATION_FIGURES = ("distances_", "twins")  # shown in their own section, not the axis'
-
-
-class RecordError(ValueError):
-    """A record folder that cannot be read: the message names the folder and the fix."""
-
-
-# --- records --------------------------------------------------------------------------------
-
-
-def finite(x):
-    """JSON has no NaN: None stands for a number that is undefined (no copies, no minimum)."""
-    return float(x) if x is not None and np.isfinite(x) else None
-
-
-def numbers(values):
-    """An array as nested lists of floats, None where it is not finite."""
-    values = np.asarray(values, float)
-    return [finite(v) for v in values] if values.ndim == 1 else [numbers(row) for row in values]
-
-
-def run_curves(log, mem_key, swd_key):
-    """The curves a reader of the record may want to redraw or test a rule on: losses (with
-    their standard errors and the normalized gap), copies and SW, and the distances to the exact references by noise bin ((E, 10) each) with the
-    references' distances to each other (one row: they are constants)."""
-    curves = {"step": metrics.steps_of(log, "train_loss"), "train_loss": log["train_loss"],
-              "test_loss": log["test_loss"], "train_loss_sem": log["train_loss_sem"],
-              "test_loss_sem": log["test_loss_sem"], "gap_normalized": log["gap_normalized"],
-              "sample_step": metrics.steps_of(log, mem_key), "mem": log[mem_key],
-              "swd_test": log[swd_key], "swd_train": log.get(swd_key.replace("_test", "_train"), [])}
-    for key in ("elapsed_seconds", "distance_seconds"):
-        if key in log:
-            curves[key] = log[key]
-    curves |= {key: log[key] for key in log if key.startswith("distance_") and key.endswith("_bins")}
-    curves |= {key: log[key][0] for key in log if "_distance_" in key and key.endswith("_bins")}
-    return {key: numbers(values) for key, values in curves.items()}
-
-
-def twin_comparison(run_dir):
-    """What twins.py found for a run and its twin (run_dir/twins.npz), with the twin's tau_mem;
-    None for a run without a twin."""
-    path = Path(run_dir) / "twins.npz"
-    if not path.exists():
-        return None
-    with np.load(path) as f:
-        result = {key: numbers(f[key]) for key in ("step", "similarity", "similarity_chance", "mem", "mem_twin")}
-        twin = Path(str(f["twin"]))
-    twin_dir = twin if twin.is_absolute() else Path(run_dir).parent / twin.name  # beside the run, in a sweep
-    twin_log = metrics.load_log(twin_dir)
-    return result | {"twin": twin.name, "twin_dir": twin_dir,
-                     "twin_tau_mem": finite(metrics.memorization_time(twin_log)) if twin_log else None,
-                     "twin_seconds": finite(twin_log["elapsed_seconds"][-1]) if "elapsed_seconds" in twin_log else None}
-
-
-def where_it_ran(run_dirs):
-    """The machines and commits of every start of every run (provenance.json), merged: a value
-    shared by all starts, else the list of the values seen."""
-    starts = [start for run_dir in run_dirs if (path := Path(run_dir) / "provenance.json").exists()
-              for start in json.loads(path.read_text())]
-    if not starts:
-        return {"commit": "unknown (the runs predate provenance.json)"}
-    merged = {}
-    for key in ("cpu", "cores", "os", "devices", "python", "jax", "numpy", "commit", "uncommitted_changes"):
-        values = list(dict.fromkeys(start.get(key) for start in starts))
-        merged[key] = values[0] if len(values) == 1 else values
-    return merged
-
-
-def sweep_record(sweep_dir):
-    """The record of a sweep directory (sweep.py's sweep.json, and one run directory per value)."""
-    sweep_dir = Path(sweep_dir)
-    try:
-        meta = json.loads((sweep_dir / "sweep.json").read_text())
-    except (OSError, ValueError) as err:
-        raise RecordError(f"{sweep_dir} is not a sweep directory ({err}); give the --out of a sweep.py run, "
-                          f"for example sweeps/cpu-batch") from None
-    rows, curves, run_dirs, twin_pairs = [], {}, [], {}
-    for name in meta["runs"]:
-        run_dir = sweep_dir / name
-        log = metrics.load_log(run_dir)
-        if not log:
-            continue
-        cfg = json.loads((run_dir / "config.json").read_text())
-        row = sweep.summary_row(name, cfg, log, meta["field"], meta["normalization"])
-        rows.append({k: finite(v) if isinstance(v, (float, np.floating)) else v for k, v in row.items()}
-                    | {"steps": cfg["steps"]})
-        curves[name] = run_curves(log, row["mem_key"], row["swd_key"])
-        run_dirs.append(run_dir)
-        if (twins := twin_comparison(run_dir)) is not None:
-            run_dirs.append(twins.pop("twin_dir"))  # where the twin ran is where the sweep ran too
-            twin_pairs[name] = twins
-    if not rows:
-        raise RecordError(f"no run of {sweep_dir} has an evaluation yet; run the sweep first")
-    record = {"kind": "sweep", "preset": meta["preset"], "axis": meta["axis"], "field": meta["field"],
-              "normalization": meta["normalization"], "runs_planned": meta["runs"], "rows": rows, "curves": curves,
-              "twins": twin_pairs, "ran_on": where_it_ran(run_dirs),
-              "training_seconds": sum(c["elapsed_seconds"][-1] or 0 for c in curves.values() if "elapsed_seconds" in c)}
-    if meta["field"] == "num_train":
-        n = [r["value"] for r in rows]
-        record["fit"] = {k: finite(v) for k, v in metrics.scaling_fit(n, [r["tau_mem"] or np.nan for r in rows]).items()}
-        record["fit_tau_gen"] = {k: finite(v) for k, v in
-                                 metrics.scaling_fit(n, [r["tau_gen"] or np.nan for r in rows]).items()}
-    return record
-
-
-def write_record(record, figures, dest):
-    """Write record.json and copy the figures ({name in the record: path}) into dest, all or
-    nothing: the folder is built beside dest under a temporary name, then swapped in."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    try:
-        record = dict(record, figures=list(figures))
-        for name, figure in figures.items():
-            shutil.copyfile(figure, building / name)
-        (building / "record.json").write_text(json.dumps(record, indent=1) + "\n")
-        os.chmod(building, 0o755)
-        old = dest.with_name(f".{dest.name}.old")
-        if dest.exists():
-            os.replace(dest, old)
-        os.replace(building, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    return dest
-
-
-def publish(sweep_dir, results_dir=RESULTS_DIR):
-    """sweep_dir's record -> results_dir/<preset>-<axis>/ (record.json and the axis figures)."""
-    record = sweep_record(sweep_dir)
-    figures = {path.name: path for path in sorted((Path(sweep_dir) / "figures").glob("*.png"))}
-    for name in record["twins"]:  # the paired samples of every twin pair, at the best step and the end
-        if (path := Path(sweep_dir) / name / "figures" / "twins_samples.png").exists():
-            figures[f"twins_samples_{name}.png"] = path
-    dest = write_record(record, figures, Path(results_dir) / f"{record['preset']}-{record['axis']}")
-    dirty = record["ran_on"].get("uncommitted_changes")
-    print(f"published {dest}" + (" (from a tree with uncommitted changes)" if dirty else ""))
-    return dest
-
-
-def load_records(results_dir=RESULTS_DIR):
-    """{folder name: record} of every record folder, each checked: its record.json is whole,
-    it is the preset and axis its name says, and its figures are there."""
-    records = {}
-    for folder in sorted(p for p in Path(results_dir).glob("*") if p.is_dir() and not p.name.startswith(".")):
-        try:
-            record = json.loads((folder / "record.json").read_text())
-        except (OSError, ValueError) as err:
-            raise RecordError(f"{folder}: no readable record.json ({type(err).__name__}); publish it again "
-                              f"(python report.py publish SWEEP_DIR) or delete the folder") from None
-        expected = "bench" if record.get("kind") == "bench" else f"{record.get('preset')}-{record.get('axis')}"
-        if folder.name != expected:
-            raise RecordError(f"{folder} holds the record of {expected}; move it to {folder.parent / expected}")
-        if missing := [f for f in record.get("figures", []) if not (folder / f).exists()]:
-            raise RecordError(f"{folder} lacks {', '.join(missing)}; publish it again")
-        records[folder.name] = record
-    return records
 
 
 # --- the document ---------------------------------------------------------------------------
@@ -236,7 +66,7 @@ def axis_section(name, record):
     lines += ["", ran_on(record["ran_on"], record.get("training_seconds")), ""]
     return lines
 
-def pre_memorization_section(records):
+def pre_memorization_section(results):
     """What the network learns before tau_mem: per axis whose record logged the distances, the
     distances to the exact references around tau_mem and at the end, the nearest reference by
     noise band; per axis with twins, whether disjoint twins agree before tau_mem and part after."""
@@ -247,10 +77,10 @@ def pre_memorization_section(records):
                                                for band, b in metrics.NOISE_BANDS.items())
              + "); and twins, the same run trained on the next N images (`python sweep.py --axis data --twin`), "
              "sampled from the same noise, compared by the pixel correlation of each pair of samples.", ""]
-    shown = [axis for axis in AXIS_TITLES if f"cpu-{axis}" in records
-             and findings.distance_answers(records[f"cpu-{axis}"], "middle")]
+    shown = [axis for axis in AXIS_TITLES if f"cpu-{axis}" in results
+             and findings.distance_answers(results[f"cpu-{axis}"], "middle")]
     for axis in shown:
-        record = records[f"cpu-{axis}"]
+        record = results[f"cpu-{axis}"]
         lines += [f"### {AXIS_TITLES[axis]}", ""] + distance_lines(record, findings.AXIS_FIELDS[axis])
         lines += twin_lines(record, findings.AXIS_FIELDS[axis])
         lines += [""] + [f"![{figure}](results/cpu-{axis}/{figure})" for figure in record["figures"]
@@ -259,6 +89,29 @@ def pre_memorization_section(records):
         lines += ["No record holds the distances yet: `python sweep.py --axis data --twin --preset cpu`, then "
                   "`python report.py publish sweeps/cpu-data`.", ""]
     return lines
+
+
+def pre_memorization_summary(results):
+    """A few sentences for the README: over every cpu axis whose record holds the distances,
+    the nearest reference before tau_mem and at the end (middle band), where the network comes
+    closest to the patch memorizer, and the twins' verdicts."""
+    axes = [axis for axis in AXIS_TITLES if f"cpu-{axis}" in results
+            and findings.distance_answers(results[f"cpu-{axis}"], "middle")]
+    if not axes:
+        return "No record holds the distances yet: `python sweep.py --axis data --twin`, then `python report.py publish sweeps/cpu-data`."
+    middle = [a for axis in axes for a in findings.distance_answers(results[f"cpu-{axis}"], "middle")]
+    pairs = [p for axis in axes for p in findings.twin_answers(results[f"cpu-{axis}"])]
+    tally = lambda when: ", ".join(f"the {name} in {count}" for key, name in metrics.REFERENCES.items()
+                                   if (count := sum(findings.nearest(a[when]) == key for a in middle)))
+    near = findings.closest_near_tau(middle)
+    text = (f"On the {' and '.join(axes)} {'axes' if len(axes) > 1 else 'axis'} ({len(middle)} runs), at middle noise "
+            f"levels: at the last evaluation before tau_mem the network is nearest {tally('before')} runs; at the "
+            f"end, nearest {tally('end')}. It comes closest to the patch memorizer within a factor "
+            f"{findings.NEAR_TAU:g} of tau_mem in {near['patch']} of {len(middle)} runs.")
+    if pairs:
+        text += (f" Twins trained on disjoint data agree before tau_mem and split after in "
+                 f"{sum(map(findings.twins_agree_then_split, pairs))} of {len(pairs)} pairs.")
+    return text + " [Details](docs/RESULTS.md#what-the-network-learns-before-tau_mem)."
 
 
 def distance_lines(record, field):
@@ -283,6 +136,10 @@ def distance_lines(record, field):
         lines += ["", f"**Nearest {rule}** (by the band's mean distance, at the last evaluation at or before tau_mem "
                       f"and at the end): " + "; ".join(f"{band} band {held[rule]} of {len(middle)} runs"
                                                        for band, (_, _, held) in by_band.items()) + "."]
+    rho = findings.spearman([a["value"] for a in middle], [a["closest_distance"]["gaussian"] for a in middle])
+    lines += ["", "The closest the network comes to the Gaussian fit (middle band): "
+              + ", ".join(f"{a['closest_distance']['gaussian']:.3f} at {field} = {a['value']:g}" for a in middle)
+              + (f" (rank correlation with {field} {rho:+.2f})." if np.isfinite(rho) else ".")]
     near = findings.closest_near_tau(middle)
     lines += ["", f"**Where the network comes closest to each reference** (middle band): within a factor "
                   f"{findings.NEAR_TAU:g} of tau_mem in " + ", ".join(f"{count} of {len(middle)} runs for the {names[name]}"
@@ -322,7 +179,7 @@ def twin_lines(record, field):
 SCHEDULE_AXIS = "data"  # its first run (sweep.py --index 0) is evaluated on both schedules
 
 
-def schedule_section(records):
+def schedule_section(results):
     """The cpu preset's evaluation schedule against the dense one (the cpu-dense preset: as
     paper-dense is to paper) on one run: the data axis' first (the smallest N, where copies
     reach furthest)."""
@@ -337,7 +194,7 @@ def schedule_section(records):
              f"{dense_fields['num_test']:,} test images (the cheap: {cheap_fields['eval_train_size']:,} and "
              f"{cheap_fields['num_test']:,}). The training is the same, so one run on both schedules shows how far the "
              f"cheap numbers are from the dense ones.", ""]
-    cheap, dense = records.get(f"cpu-{SCHEDULE_AXIS}"), records.get(f"cpu-dense-{SCHEDULE_AXIS}")
+    cheap, dense = results.get(f"cpu-{SCHEDULE_AXIS}"), results.get(f"cpu-dense-{SCHEDULE_AXIS}")
     found = findings.schedule_comparison(cheap, dense, name) if cheap and dense else None
     if not found:
         return lines + [f"No record yet: `python sweep.py --axis {SCHEDULE_AXIS} --preset cpu-dense --index 0`, "
@@ -357,13 +214,14 @@ def schedule_section(records):
         for rule, (a, b) in found["tau_mem_rules"].items():
             change = f"{100 * (b / a - 1):+.0f}%" if a and b else "-"
             lines.append(f"| {rule} | {number(a, '.0f')} | {number(b, '.0f')} | {change} |")
-    return lines + ["", ran_on(dense["ran_on"], dense.get("training_seconds")) + " (the dense run)", ""]
+    return lines + ["", ran_on(dense["ran_on"], dense.get("training_seconds"), subject="The dense run ran"), ""]
 
 
-def ran_on(where, seconds=None):
+def ran_on(where, seconds=None, subject="Ran"):
+    """Where a record was made, from its 'ran_on': "Ran on <CPU> (...); commit ...; training time"."""
     show = lambda v: ", ".join(map(str, v)) if isinstance(v, list) else "?" if v is None else str(v)
     dirty = where.get("uncommitted_changes")
-    text = (f"Ran on {show(where.get('cpu', '?'))} ({show(where.get('cores', '?'))} cores, "
+    text = (f"{subject} on {show(where.get('cpu', '?'))} ({show(where.get('cores', '?'))} cores, "
             f"{show(where.get('devices', '?'))}), {show(where.get('os', '?'))}; python {show(where.get('python', '?'))}, "
             f"jax {show(where.get('jax', '?'))}, numpy {show(where.get('numpy', '?'))}; commit "
             f"{show(where.get('commit', '?'))[:12]}" + (", with uncommitted changes" if dirty else ""))
@@ -386,46 +244,49 @@ def findings_table(found, link_prefix):
     return "\n".join(lines)
 
 
-def document(records):
-    found = findings.findings(records)
+def document(results):
+    """(the text of RESULTS.md, the findings) from results: {folder name: record}, as
+    records.load_records gives them."""
+    found = findings.findings(results)
     lines = ["# Results", "", "<!-- written by `python report.py` from docs/results/*; edit report.py, not this "
              "file -->", "", "Each axis of the `cpu` preset, as its committed record in `docs/results/` holds it; "
              "what each number means is in [METHODS.md](METHODS.md). An axis without a record shows the command "
              "that makes one.", "", "## The paper's findings", "", findings_table(found, ""), ""]
     for axis in AXIS_TITLES:
         name = f"cpu-{axis}"
-        if name in records:
-            lines += axis_section(name, records[name])
+        if name in results:
+            lines += axis_section(name, results[name])
         else:
             lines += [f"## {AXIS_TITLES[axis]}", "", f"No record yet: `python sweep.py --axis {axis} --preset cpu` "
                       f"then `python report.py publish sweeps/{name}`.", ""]
-    lines += pre_memorization_section(records)
-    lines += schedule_section(records)
-    if "bench" in records:
-        lines += bench_section(records["bench"])
+    lines += pre_memorization_section(results)
+    lines += schedule_section(results)
+    if "bench" in results:
+        lines += bench_section(results["bench"])
     else:
         lines += ["## Speed on a CPU, against PyTorch", "", "No record yet: `python bench.py --suite --torch --publish`.", ""]
     return "\n".join(lines).rstrip() + "\n", found
 
 
-def report(results_dir=RESULTS_DIR, document_path=DOCUMENT, readme=README):
-    records = load_records(results_dir)
-    text, found = document(records)
+def report(results_dir=records.RESULTS_DIR, document_path=DOCUMENT, readme=README):
+    results = records.load_records(results_dir)
+    text, found = document(results)
     with files.atomic_write(document_path, "w") as file:
         file.write(text)
     files.replace_block(readme, "findings", findings_table(found, "docs/RESULTS.md"))
-    print(f"wrote {document_path} from {len(records)} records ({', '.join(records) or 'none'}) and the findings "
-          f"table of {readme}")
+    files.replace_block(readme, "pre-memorization", pre_memorization_summary(results))
+    print(f"wrote {document_path} from {len(results)} records ({', '.join(results) or 'none'}), and the findings "
+          f"table and the pre-memorization summary of {readme}")
 
 
 def main(argv):
     try:
         if argv[:1] == ["publish"] and len(argv) == 2:
-            publish(argv[1])
+            records.publish(argv[1])
         elif argv:
             raise SystemExit(f"error: unknown arguments {' '.join(argv)}; usage:\n{__doc__.split(chr(10) * 2)[1]}")
         report()
-    except (RecordError, ValueError) as err:
+    except (records.RecordError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
 
 

@@ -1,5 +1,6 @@
-"""report.py: a tiny sweep made here is published as a record and reported; the document's
-numbers are the summary's; reporting is repeatable; bad record folders are one-line errors."""
+"""records.py, findings.py and report.py: a tiny sweep made here is published as a record and
+reported; the document's numbers are the summary's; the rules hold on closed cases; reporting
+is repeatable; bad record folders are one-line errors."""
 import json
 import shutil
 
@@ -8,6 +9,7 @@ import pytest
 
 import findings
 import metrics
+import records
 import report
 import rundir
 import sweep
@@ -35,9 +37,10 @@ def published(tmp_path_factory):
                         "--data_dir", str(root / "data")])
     sweep.main(["--axis", "data", "--preset", "cpu", "--out", str(out), "--summary", "--twin", *tiny_flags()])
     results = root / "results"
-    report.publish(out, results)
+    records.publish(out, results)
     readme = root / "README.md"
-    readme.write_text("# x\n<!-- findings: begin -->\n<!-- findings: end -->\n")
+    readme.write_text("# x\n<!-- findings: begin -->\n<!-- findings: end -->\n"
+                      "<!-- pre-memorization: begin -->\n<!-- pre-memorization: end -->\n")
     report.report(results, root / "RESULTS.md", readme)
     return root, out, results
 
@@ -60,7 +63,8 @@ def test_the_record_and_the_document_hold_the_summary_numbers(published):
         assert cells[1] == f"{row['value']:g}" and cells[2] == str(row["steps_done"])
         assert cells[8] == format(row["best_swd"], ".4g") and cells[13] == f"{row['final_mem']:.2f}"
     assert "## Batch size" in document and "No record yet: `python sweep.py --axis batch --preset cpu`" in document
-    assert "| paper finding |" in (root / "README.md").read_text()  # the README's block, filled in
+    readme = (root / "README.md").read_text()
+    assert "| paper finding |" in readme and "Twins trained on disjoint data agree" in readme  # its blocks, filled in
 
 
 def test_the_record_holds_the_distances_and_the_twins_and_the_document_their_answers(published):
@@ -158,18 +162,18 @@ def test_bad_record_folders_are_one_line_errors(published, tmp_path):
     _, _, results = published
     moved = tmp_path / "results"
     shutil.copytree(results / "cpu-data", moved / "cpu-model")  # another axis's folder name
-    with pytest.raises(report.RecordError, match=r"cpu-model holds the record of cpu-data; move it to .*cpu-data$"):
-        report.load_records(moved)
+    with pytest.raises(records.RecordError, match=r"cpu-model holds the record of cpu-data; move it to .*cpu-data$"):
+        records.load_records(moved)
     shutil.move(moved / "cpu-model", moved / "cpu-data")
     figure = json.loads((moved / "cpu-data" / "record.json").read_text())["figures"][0]
     (moved / "cpu-data" / figure).unlink()
-    with pytest.raises(report.RecordError, match=f"cpu-data lacks {figure}; publish it again"):
-        report.load_records(moved)
+    with pytest.raises(records.RecordError, match=f"cpu-data lacks {figure}; publish it again"):
+        records.load_records(moved)
     (moved / "cpu-data" / "record.json").write_text('{"kind": "sw')  # cut short
-    with pytest.raises(report.RecordError, match="no readable record.json"):
-        report.load_records(moved)
-    with pytest.raises(report.RecordError, match="is not a sweep directory"):
-        report.publish(tmp_path / "nothing", tmp_path / "elsewhere")
+    with pytest.raises(records.RecordError, match="no readable record.json"):
+        records.load_records(moved)
+    with pytest.raises(records.RecordError, match="is not a sweep directory"):
+        records.publish(tmp_path / "nothing", tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()  # nothing half-written
 
 
