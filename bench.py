@@ -8,6 +8,7 @@ a PyTorch twin of the same U-Net (torch_twin.py: same architecture, same weights
     python bench.py --suite --torch --publish          # + its record, docs/results/bench/ (report.py)
     python bench.py --preset cpu --profile /tmp/trace  # + a jax.profiler trace of 5 train steps
     python bench.py --features                         # images/s of each feature space (features.py)
+    python bench.py --preset cpu --compare_xla_flags "" "--xla_cpu_use_onednn=true"   # XLA flags, one process each
 
 What is timed:
   - train: train.make_train_step(cfg), the step train.py runs (forward, backward, Adam, EMA,
@@ -21,12 +22,16 @@ What is timed:
     Adam with optax's defaults; EMA) and, where it compiles, the same step with the network under
     torch.compile; the twin's Euler step. torch runs on as many threads as there are cores.
 
-Every comparison is made in one process, the variants alternating, and reports medians: run it
-on an otherwise idle machine (it prints how many cores other processes kept busy while it timed,
+Every comparison is made in one process, the variants alternating, and reports medians (but XLA
+flags, which XLA reads once per process: --compare_xla_flags runs each setting in a process of
+its own, the settings alternating, and reports medians over the rounds): run it on an otherwise
+idle machine (it prints how many cores other processes kept busy while it timed,
 and warns above 0.2). torch is imported only with --torch.
 """
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -312,6 +317,32 @@ def feature_spaces(n_images=64, image_size=32, batch=64):
               f"incl. compile {compile_seconds:.1f} s)")
 
 
+def compare_xla_flags(flag_sets, bench_flags, rounds=3):
+    """The train step and the sampler under each XLA_FLAGS setting, each run in a process of its
+    own (XLA reads its flags once, when the first computation starts), the settings alternating
+    for `rounds` rounds; prints the median ms/step and img/s of each, and their ratio to the
+    first setting's. An empty setting is the default: parallel.py's convolution flag alone."""
+    timed = {flags: [] for flags in flag_sets}
+    for round_ in range(rounds):
+        for flags in flag_sets:
+            out = subprocess.run([sys.executable, __file__, *bench_flags], env=dict(os.environ, XLA_FLAGS=flags),
+                                 capture_output=True, text=True)
+            train_ms = re.search(r"^train .*?: ([\d.]+) ms/step", out.stdout, re.M)
+            sample = re.search(r"^sample .*?: ([\d.]+) img/s", out.stdout, re.M)
+            if out.returncode or not train_ms or not sample:
+                raise SystemExit(f"error: the bench with XLA_FLAGS={flags!r} failed: {out.stderr.strip()[-500:]}")
+            timed[flags].append((float(train_ms[1]), float(sample[1])))
+            print(f"round {round_ + 1}/{rounds}: {train_ms[1]} ms/step, {sample[1]} img/s  XLA_FLAGS={flags!r}",
+                  flush=True)
+    base = np.median(timed[flag_sets[0]], axis=0)
+    print(f"\nmedians of {rounds} processes each ({' '.join(bench_flags)}); ratios to the first setting")
+    print("| XLA_FLAGS | train ms/step | ratio | sample img/s | ratio |\n|---|---|---|---|---|")
+    for flags, values in timed.items():
+        train_ms, sample = np.median(values, axis=0)
+        print(f"| {flags or '(default)'} | {train_ms:.1f} | {train_ms / base[0]:.2f} | {sample:.3g} | "
+              f"{sample / base[1]:.2f} |")
+
+
 def suite(with_torch, peak, publish_to=None):
     """Bench every config of SUITE and print one table; with publish_to, also write it there as
     a results record (report.py puts it in docs/RESULTS.md)."""
@@ -357,6 +388,13 @@ def main(argv):
     parallel.use_fast_cpu_convolutions()  # as train.py and sweep.py run
     if argv == ["--features"]:
         feature_spaces()
+        return
+    if "--compare_xla_flags" in argv:
+        at = argv.index("--compare_xla_flags")
+        if at + 1 == len(argv):
+            raise SystemExit('error: --compare_xla_flags needs the settings to compare, for example "" '
+                             '"--xla_cpu_use_onednn=true" ("" is the default)')
+        compare_xla_flags(argv[at + 1:], argv[:at])
         return
     with_torch, run_suite, publish = "--torch" in argv, "--suite" in argv, "--publish" in argv
     profile_dir = None
