@@ -330,7 +330,8 @@ def compare_xla_flags(flag_sets, bench_flags, rounds=3):
             train_ms = re.search(r"^train .*?: ([\d.]+) ms/step", out.stdout, re.M)
             sample = re.search(r"^sample .*?: ([\d.]+) img/s", out.stdout, re.M)
             if out.returncode or not train_ms or not sample:
-                raise SystemExit(f"error: the bench with XLA_FLAGS={flags!r} failed: {out.stderr.strip()[-500:]}")
+                raise SystemExit(f"error: the bench with XLA_FLAGS={flags!r} failed: "
+                                 f"{(out.stderr.strip() or out.stdout.strip())[-500:]}")
             timed[flags].append((float(train_ms[1]), float(sample[1])))
             print(f"round {round_ + 1}/{rounds}: {train_ms[1]} ms/step, {sample[1]} img/s  XLA_FLAGS={flags!r}",
                   flush=True)

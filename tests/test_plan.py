@@ -92,3 +92,30 @@ def test_the_default_paper_run_spends_at_most_a_quarter_on_evaluation():
     evaluation = sum(costs[p] for p in ("losses", "sampling", "references", "distances", "features"))
     assert evaluation / (evaluation + costs["train"]) <= 0.25
     assert len(train.sample_eval_steps(cfg)) >= 10 and len(train.eval_steps(cfg)) >= 10
+
+
+def test_xla_flag_settings_are_compared_in_processes_of_their_own(capsys, monkeypatch):
+    """bench.py --compare_xla_flags: each setting runs bench.py in a process of its own with
+    XLA_FLAGS set (stood in for here by what such a process prints: 100 then 80 ms/step for the
+    default, 50 for the other setting), and the table gives medians and ratios to the first."""
+    import subprocess
+
+    import bench
+
+    printed = {"": iter([100.0, 80.0, 120.0]), "--other": iter([50.0, 50.0, 50.0])}
+
+    def fake_run(command, env, capture_output, text):
+        assert command[1].endswith("bench.py") and command[2:] == ["--preset", "cpu"]
+        ms = next(printed[env["XLA_FLAGS"]])
+        return subprocess.CompletedProcess(command, 0, f"model ...\ntrain   batch 16: {ms} ms/step, 1 img/s\n"
+                                                       f"sample  batch 256: {1000 / ms} img/s at 25 Euler steps\n", "")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    bench.compare_xla_flags(["", "--other"], ["--preset", "cpu"], rounds=3)
+    table = capsys.readouterr().out.split("| XLA_FLAGS |")[1].splitlines()
+    assert [cell.strip() for cell in table[2].split("|")[1:-1]] == ["(default)", "100.0", "1.00", "10", "1.00"]
+    assert [cell.strip() for cell in table[3].split("|")[1:-1]] == ["--other", "50.0", "0.50", "20", "2.00"]
+    monkeypatch.setattr(bench.subprocess, "run", lambda command, env, **_: subprocess.CompletedProcess(
+        command, 1, "", "Unknown flags in XLA_FLAGS: --no_such_flag"))
+    with pytest.raises(SystemExit, match="XLA_FLAGS='--no_such_flag' failed: Unknown flags in XLA_FLAGS"):
+        bench.compare_xla_flags(["--no_such_flag"], ["--preset", "cpu"], rounds=1)
