@@ -309,10 +309,10 @@ def plot_sweep_distances(runs, field, mins, out_dir, axis):
                         label=f"to the {metrics.REFERENCES[reference]}")
             mark_tau(ax, tau)
             ax.set(xscale="log", yscale="log")
-            bins = metrics.NOISE_BANDS[band]
-            axes[row, 0].set_ylabel(f"{band}: t in [{bins.start / 10:.1f}, {bins.stop / 10:.1f})")
         axes[0, column].set_title(f"{field}={cfg[field]:g}")
         axes[-1, column].set_xlabel("normalized step T")
+    for row, (band, bins) in enumerate(metrics.NOISE_BANDS.items()):
+        axes[row, 0].set_ylabel(f"{band}: t in [{bins.start / 10:.1f}, {bins.stop / 10:.1f})")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(r"$|v - v_{ref}|^2 / |v_{ref}|^2$ on held-out inputs, by noise band (t = 0: noise)", fontsize=10)
     save(fig, out_dir, f"distances_{axis}")
