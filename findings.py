@@ -207,10 +207,13 @@ def twin_answers(record):
     return out
 
 
+TWIN_SPLIT = 0.1  # how much lower a pair's similarity must end than before tau_mem to count as split
+
+
 def twins_agree_then_split(pair):
     """The rule: the pair agrees before tau_mem (similarity at least halfway from chance to 1)
-    and splits after (its similarity at the end at least 0.1 lower)."""
-    return (pair["before"] >= (1 + pair["before_chance"]) / 2) and (pair["end"] <= pair["before"] - 0.1)
+    and splits after (its similarity at the end at least TWIN_SPLIT lower)."""
+    return (pair["before"] >= (1 + pair["before_chance"]) / 2) and (pair["end"] <= pair["before"] - TWIN_SPLIT)
 
 
 # --- the cheap evaluation schedule against the dense one ------------------------------------

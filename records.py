@@ -44,8 +44,9 @@ def numbers(values):
 
 def run_curves(log, mem_key, swd_key):
     """The curves a reader of the record may want to redraw or test a rule on: losses (with
-    their standard errors and the normalized gap), copies and SW, and the distances to the exact references by noise bin ((E, 10) each) with the
-    references' distances to each other (one row: they are constants)."""
+    their standard errors and the normalized gap), copies and SW, and the distances to the
+    exact references by noise bin ((E, 10) each) with the references' distances to each other
+    (one row: they are constants)."""
     curves = {"step": metrics.steps_of(log, "train_loss"), "train_loss": log["train_loss"],
               "test_loss": log["test_loss"], "train_loss_sem": log["train_loss_sem"],
               "test_loss_sem": log["test_loss_sem"], "gap_normalized": log["gap_normalized"],

@@ -77,8 +77,7 @@ def pre_memorization_section(results):
                                                for band, b in metrics.NOISE_BANDS.items())
              + "); and twins, the same run trained on the next N images (`python sweep.py --axis data --twin`), "
              "sampled from the same noise, compared by the pixel correlation of each pair of samples.", ""]
-    shown = [axis for axis in AXIS_TITLES if f"cpu-{axis}" in results
-             and findings.distance_answers(results[f"cpu-{axis}"], "middle")]
+    shown = axes_with_distances(results)
     for axis in shown:
         record = results[f"cpu-{axis}"]
         lines += [f"### {AXIS_TITLES[axis]}", ""] + distance_lines(record, findings.AXIS_FIELDS[axis])
@@ -86,19 +85,27 @@ def pre_memorization_section(results):
         lines += [""] + [f"![{figure}](results/cpu-{axis}/{figure})" for figure in record["figures"]
                          if figure.startswith(PRE_MEMORIZATION_FIGURES)] + [""]
     if not shown:
-        lines += ["No record holds the distances yet: `python sweep.py --axis data --twin --preset cpu`, then "
-                  "`python report.py publish sweeps/cpu-data`.", ""]
+        lines += [NO_DISTANCES, ""]
     return lines
+
+
+NO_DISTANCES = ("No record holds the distances yet: `python sweep.py --axis data --twin --preset cpu`, then "
+                "`python report.py publish sweeps/cpu-data`.")
+
+
+def axes_with_distances(results):
+    """The cpu axes, in the document's order, whose record logged the distances."""
+    return [axis for axis in AXIS_TITLES if f"cpu-{axis}" in results
+            and findings.distance_answers(results[f"cpu-{axis}"], "middle")]
 
 
 def pre_memorization_summary(results):
     """A few sentences for the README: over every cpu axis whose record holds the distances,
     the nearest reference before tau_mem and at the end (middle band), where the network comes
     closest to the patch memorizer, and the twins' verdicts."""
-    axes = [axis for axis in AXIS_TITLES if f"cpu-{axis}" in results
-            and findings.distance_answers(results[f"cpu-{axis}"], "middle")]
+    axes = axes_with_distances(results)
     if not axes:
-        return "No record holds the distances yet: `python sweep.py --axis data --twin`, then `python report.py publish sweeps/cpu-data`."
+        return NO_DISTANCES
     middle = [a for axis in axes for a in findings.distance_answers(results[f"cpu-{axis}"], "middle")]
     pairs = [p for axis in axes for p in findings.twin_answers(results[f"cpu-{axis}"])]
     tally = lambda when: ", ".join(f"the {name} in {count}" for key, name in metrics.REFERENCES.items()
@@ -171,7 +178,8 @@ def twin_lines(record, field):
     rho = findings.spearman([p["value"] for p in pairs], [p["end"] for p in pairs])
     minutes = sum(p["seconds"] or 0 for p in pairs) / 60
     return lines + ["", f"**Disjoint twins agree before tau_mem and split after** (rule: a similarity at least halfway "
-                        f"from chance to 1 there, and at least 0.1 lower at the end): {sum(agree)} of {len(pairs)} "
+                        f"from chance to 1 there, and at least {findings.TWIN_SPLIT:g} lower at the end): {sum(agree)} "
+                        f"of {len(pairs)} "
                         f"pairs. The similarity at the end against {field}: rank correlation {number(rho, '+.2f')}. "
                         f"The twins trained in {minutes:.1f} min (the budget is {findings.TWIN_BUDGET_MINUTES} min)."]
 

@@ -55,6 +55,14 @@ def stored_samples(run):
     return {int(path.stem.split("_")[1]): arrays["samples"] for path, arrays in plot.sample_files(run)}
 
 
+def copies_by_step(log):
+    """{sample step: the run's copy fraction there} ({} for a run without evaluations)."""
+    if not log:
+        return {}
+    key = metrics.summary_keys(log)[0]
+    return dict(zip(metrics.steps_of(log, key).astype(int).tolist(), np.asarray(log[key], float).tolist()))
+
+
 def compare(run_a, run_b):
     """{'step', 'similarity', 'similarity_chance', 'mem', 'mem_twin'} over the sample steps both
     runs stored (arrays): the mean paired similarity, its chance level, each run's copy fraction."""
@@ -62,6 +70,7 @@ def compare(run_a, run_b):
     check_twins(*configs)
     samples = [stored_samples(run) for run in (run_a, run_b)]
     logs = [metrics.load_log(run) for run in (run_a, run_b)]
+    copies = [copies_by_step(log) for log in logs]
     out = {key: [] for key in ("step", "similarity", "similarity_chance", "mem", "mem_twin")}
     for step in sorted(set(samples[0]) & set(samples[1])):
         a, b = samples[0][step], samples[1][step]
@@ -69,10 +78,8 @@ def compare(run_a, run_b):
         out["step"].append(step)
         out["similarity"].append(float(paired_similarity(a[:n], b[:n]).mean()))
         out["similarity_chance"].append(float(paired_similarity(a[:n], np.roll(b[:n], -1, axis=0)).mean()))
-        for key, log in zip(("mem", "mem_twin"), logs):
-            mem_key = metrics.summary_keys(log)[0] if log else None
-            at = np.flatnonzero(metrics.steps_of(log, mem_key) == step) if log else []
-            out[key].append(float(log[mem_key][at[0]]) if len(at) else float("nan"))
+        for key, run_copies in zip(("mem", "mem_twin"), copies):
+            out[key].append(float(run_copies.get(step, np.nan)))
     return {key: np.asarray(values) for key, values in out.items()}
 
 
