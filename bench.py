@@ -6,7 +6,7 @@ a PyTorch twin of the same U-Net (torch_twin.py: same architecture, same weights
     python bench.py --preset cpu --torch               # + the twin: eager and torch.compile, JAX/torch ratios
     python bench.py --suite --torch                    # the standard set of configs, one table
     python bench.py --suite --torch --publish          # + its record, docs/results/bench/ (report.py)
-    python bench.py --preset cpu --profile /tmp/trace  # + a jax.profiler trace of 5 train steps
+    python bench.py --preset cpu --torch --profile /tmp/trace   # + where the step's time goes, by kind of op
     python bench.py --features                         # images/s of each feature space (features.py)
     python bench.py --preset cpu --compare_xla_flags "" "--xla_cpu_use_onednn=true"   # XLA flags, one process each
 
@@ -45,6 +45,7 @@ import files
 import flow
 import parallel
 import plan
+import profiling
 import rundir
 import train
 import unet
@@ -130,16 +131,17 @@ def fake_batch(cfg, n, seed=0):
 
 
 def jax_train_step(cfg, state, images, labels):
-    """A zero-argument function running one real train step on this batch, the state carried
-    from call to call; the batch goes in as numpy, as train.py feeds it."""
+    """(run, hlo_text): run() runs one real train step on this batch, the state carried from
+    call to call, the batch fed as numpy, as train.py feeds it; hlo_text() is the text of the
+    program it runs, as XLA compiled it."""
     step, carry = train.make_train_step(cfg), {"state": parallel.replicate(state)}
-    ids = parallel.shard(np.arange(cfg.batch_size, dtype=np.int32))
+    batch = (parallel.shard(images), parallel.shard(labels), parallel.shard(np.arange(cfg.batch_size, dtype=np.int32)))
 
     def run():
-        carry["state"], loss = step(carry["state"], parallel.shard(images), parallel.shard(labels), ids)
+        carry["state"], loss = step(carry["state"], *batch)
         return carry["state"]
 
-    return run
+    return run, lambda: step.lower(carry["state"], *batch).compile().as_text()
 
 
 def step_flops(cfg, params, images, labels):
@@ -237,7 +239,7 @@ def bench(cfg, with_torch, peak, profile_dir=None):
     n_sample = -(-cfg.eval_batch // n_dev) * n_dev
     images, labels = fake_batch(cfg, b)
     state = train.init_state(cfg)
-    jax_train = jax_train_step(cfg, state, images, labels)
+    jax_train, jax_hlo_text = jax_train_step(cfg, state, images, labels)
     compile_s = first_call_seconds(jax_train)
     jax_sample = jax_euler_step(cfg, state["ema"], n_sample)
     first_call_seconds(jax_sample)
@@ -269,12 +271,6 @@ def bench(cfg, with_torch, peak, profile_dir=None):
     print(f"MFU     {100 * mfu:.1f}% of the measured float32 matmul rate ({peak / 1e9:.0f} GFLOP/s per device)"
           + (f", {100 * flops / t['train'] / (n_dev * DATASHEET_TFLOPS[kind] * 1e12):.1f}% of the {kind} "
              f"datasheet ({DATASHEET_TFLOPS[kind]} TFLOP/s)" if kind else ""))
-    if profile_dir:
-        with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
-            for _ in range(5):
-                block(jax_train())
-        print(f"profile 5 train steps traced to {profile_dir}: open its perfetto_trace.json.gz in "
-              f"ui.perfetto.dev, or the directory in TensorBoard's profiler")
     row = {"train_ms": t["train"] * 1e3, "img_s": b / t["train"], "compile_s": compile_s, "gflop": flops / 1e9,
            "mfu": mfu, "sample_img_s": n_sample / (t["sample"] * cfg.sample_steps), "n_sample": n_sample}
     if with_torch:
@@ -292,6 +288,11 @@ def bench(cfg, with_torch, peak, profile_dir=None):
         print(f"ratio   JAX / torch eager: train {row['train_ms'] / row['eager_ms']:.2f}x"
               + (f", JAX / torch.compile: train {row['train_ms'] / row['compile_ms']:.2f}x" if "compile_ms" in row else "")
               + f"; sampling time JAX / torch {t['sample'] / t['torch sample']:.2f}x")
+    if profile_dir:
+        jax_kinds, jax_ops = profiling.jax_profile(jax_train, jax_hlo_text(), profile_dir)
+        torch_kinds, torch_ops = profiling.torch_profile(twin["eager"]) if with_torch else (None, None)
+        profiling.print_profile(row["train_ms"], jax_kinds, jax_ops, row.get("eager_ms"), torch_kinds, torch_ops)
+        print(f"\nthe JAX trace is in {profile_dir}: open its perfetto_trace.json.gz in ui.perfetto.dev")
     return row
 
 

@@ -1,0 +1,165 @@
+"""Where a train step's time goes, by kind of operation, in XLA and in the PyTorch twin.
+
+XLA's side: a jax.profiler trace of a few steps holds one event per operation the CPU runtime
+executes (a "thunk", named after its HLO instruction); the compiled program's HLO text says
+what each one computes. PyTorch's side: torch.profiler's self time of every aten op. Both are
+summed into the same few kinds, so that one table shows which kind of work makes the
+difference:
+
+  convolution  3x3 convolutions and their gradients (XLA: anything fused with one)
+  matmul       dot products: 1x1 convolutions, dense layers, attention
+  reduction    sums over the activations: GroupNorm's statistics, softmax, the bias gradients
+  layout copy  data moved, not computed: transposes, copies, pads, concatenations, slices
+  elementwise  the rest of the arithmetic: SiLU, the normalization's affine, Adam, EMA
+  other        the runtime's loops, random numbers, collectives
+
+    python bench.py --preset cpu --batch_size 128 --torch --profile /tmp/trace
+"""
+import collections
+import gzip
+import json
+import re
+from pathlib import Path
+
+import jax
+
+KINDS = ("convolution", "matmul", "reduction", "layout copy", "elementwise", "other")
+
+# HLO opcodes that only move data; an instruction (or fusion) made of nothing else is a layout copy
+MOVES = {"transpose", "copy", "bitcast", "pad", "concatenate", "slice", "dynamic-slice", "dynamic-update-slice",
+         "broadcast", "reshape", "reverse", "parameter", "constant", "tuple", "get-tuple-element", "iota",
+         "gather", "bitcast-convert", "convert"}
+OTHER = {"while", "call", "conditional", "all-reduce", "all-gather", "rng-bit-generator", "custom-call",
+         "sort", "infeed", "outfeed", "after-all", "partition-id", "replica-id"}
+
+
+def hlo_instructions(hlo_text):
+    """{name: (opcode, output shape, opcodes of the computation it fuses or calls, or None)} for
+    every instruction of a compiled HLO module's text (the names its profile events carry)."""
+    line_re = re.compile(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+(?: \S+\])?) ([\w\-]+)\(")
+    computations, current, instructions = {}, None, {}
+    for line in hlo_text.splitlines():
+        if header := re.match(r"(?:ENTRY )?%?([\w.\-]+) .*\{\s*$", line):
+            current = computations.setdefault(header[1], set())
+        elif m := line_re.match(line):
+            name, shape, opcode = m[1], m[2].split("{")[0], m[3]
+            if current is not None:
+                current.add(opcode)
+            calls = re.search(r"calls=%?([\w.\-]+)", line)
+            instructions.setdefault(name, (opcode, shape, calls[1] if calls else None))
+    return {name: (opcode, shape, computations.get(called) if called else None)
+            for name, (opcode, shape, called) in instructions.items()}
+
+
+def hlo_kind(opcode, fused=None):
+    """The kind (one of KINDS) of an HLO instruction; a fusion by the heaviest op it fuses."""
+    ops = fused if fused is not None else {opcode}
+    if "convolution" in ops:
+        return "convolution"
+    if "dot" in ops:
+        return "matmul"
+    if ops & {"reduce", "reduce-window"}:
+        return "reduction"
+    if ops & OTHER:
+        return "other"
+    if ops & {"transpose", "copy"} or ops <= MOVES:  # a transpose sets the cost of what it is fused with
+        return "layout copy"
+    return "elementwise"
+
+
+def trace_events(trace_dir):
+    """{event name: total microseconds} of the newest perfetto trace jax.profiler wrote to trace_dir."""
+    traces = sorted(Path(trace_dir).glob("plugins/profile/*/perfetto_trace.json.gz"))
+    if not traces:
+        raise FileNotFoundError(f"no perfetto_trace.json.gz under {trace_dir}/plugins/profile")
+    with gzip.open(traces[-1]) as f:
+        events = json.load(f)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    totals = collections.Counter()
+    for event in events:
+        if event.get("ph") == "X":
+            totals[event["name"]] += event.get("dur", 0)
+    return totals
+
+
+def jax_profile(run, hlo_text, trace_dir, steps=5):
+    """Trace `steps` calls of run() (a train step already compiled, whose program's HLO text is
+    hlo_text) into trace_dir. Returns ({kind: ms per step}, [(ms per step, kind, instruction,
+    output shape)] heaviest first): the runtime's operations only, summed over the local devices
+    and divided by their count (the devices run in parallel)."""
+    with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
+        for _ in range(steps):
+            jax.block_until_ready(run())
+    instructions = hlo_instructions(hlo_text)
+    scale = 1e-3 / steps / jax.local_device_count()
+    by_kind, ops = dict.fromkeys(KINDS, 0.0), []
+    for name, micros in trace_events(trace_dir).items():
+        if name not in instructions:  # python frames, the executor's own spans
+            continue
+        opcode, shape, fused = instructions[name]
+        kind = hlo_kind(opcode, fused)
+        by_kind[kind] += micros * scale
+        ops.append((micros * scale, kind, name, shape))
+    return by_kind, sorted(ops, reverse=True)
+
+
+def torch_kind(op_name):
+    """The kind (one of KINDS) of an aten op, by its name."""
+    name = op_name.removeprefix("aten::")
+    if "conv" in name:
+        return "convolution"
+    if name in ("mm", "bmm", "addmm", "baddbmm", "matmul", "linear", "_efficient_attention_forward") or "attention" in name:
+        return "matmul"
+    if "norm" in name or "softmax" in name or name in ("sum", "mean", "var", "std", "var_mean"):
+        return "reduction"
+    if name in ("copy_", "cat", "clone", "contiguous", "constant_pad_nd", "index", "index_select", "repeat",
+                "upsample_nearest2d", "upsample_nearest2d_backward", "embedding", "embedding_backward",
+                "embedding_dense_backward", "narrow", "split", "stack", "unsqueeze", "expand", "permute",
+                "transpose", "t", "view", "reshape", "as_strided", "slice", "select", "_to_copy", "to"):
+        return "layout copy"
+    if name in ("empty", "empty_like", "zeros", "zeros_like", "ones_like", "fill_", "zero_", "resize_",
+                "detach", "detach_", "set_", "result_type", "item", "_local_scalar_dense", "empty_strided"):
+        return "other"
+    return "elementwise"
+
+
+def torch_profile(run, steps=5):
+    """Profile `steps` calls of run() (a torch train step, already warmed up) with torch.profiler.
+    Returns ({kind: ms per step}, [(ms per step, kind, aten op, '')] heaviest first), from each
+    op's self time (its own work, not its callees')."""
+    import torch
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            run()
+    by_kind, ops = dict.fromkeys(KINDS, 0.0), []
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::") or event.self_cpu_time_total <= 0:
+            continue
+        ms, kind = event.self_cpu_time_total * 1e-3 / steps, torch_kind(event.key)
+        by_kind[kind] += ms
+        ops.append((ms, kind, event.key, ""))
+    return by_kind, sorted(ops, reverse=True)
+
+
+def print_profile(wall_ms, jax_kinds, jax_ops, torch_wall_ms=None, torch_kinds=None, torch_ops=None, top=12):
+    """The table of kinds (JAX beside torch where given) and the heaviest operations of each side."""
+    both = torch_kinds is not None
+    print(f"\nwhere a train step's time goes, ms per step (profiled; the timed step: JAX {wall_ms:.1f} ms"
+          + (f", torch eager {torch_wall_ms:.1f} ms" if both else "") + ")")
+    print("| kind | JAX ms | JAX share |" + (" torch ms | torch share | JAX - torch ms |" if both else ""))
+    print("|---|---|---|" + ("---|---|---|" if both else ""))
+    jax_total, torch_total = sum(jax_kinds.values()), sum(torch_kinds.values()) if both else 0
+    for kind in KINDS:
+        line = f"| {kind} | {jax_kinds[kind]:.1f} | {100 * jax_kinds[kind] / jax_total:.0f}% |"
+        if both:
+            line += (f" {torch_kinds[kind]:.1f} | {100 * torch_kinds[kind] / torch_total:.0f}% | "
+                     f"{jax_kinds[kind] - torch_kinds[kind]:+.1f} |")
+        print(line)
+    print(f"| sum of the operations | {jax_total:.1f} | |" + (f" {torch_total:.1f} | | {jax_total - torch_total:+.1f} |"
+                                                              if both else ""))
+    for side, ops in (("JAX", jax_ops), ("torch", torch_ops)):
+        if ops:
+            print(f"\nheaviest {side} operations, ms per step:")
+            for ms, kind, name, shape in ops[:top]:
+                print(f"  {ms:7.2f}  {kind:12s} {name} {shape}")
