@@ -6,6 +6,7 @@ a PyTorch twin of the same U-Net (torch_twin.py: same architecture, same weights
     python bench.py --preset cpu --torch               # + the twin: eager and torch.compile, JAX/torch ratios
     python bench.py --suite --torch                    # the standard set of configs, one table
     python bench.py --suite --torch --publish          # + its record, docs/results/bench/ (report.py)
+    python bench.py --suite --torch --profile /tmp/trace --publish   # + each config's profile in it
     python bench.py --preset cpu --torch --profile /tmp/trace   # + where the step's time goes, by kind of op
     python bench.py --features                         # images/s of each feature space (features.py)
     python bench.py --preset cpu --compare_xla_flags "" "--xla_cpu_use_onednn=true"   # XLA flags, one process each
@@ -64,6 +65,7 @@ SUITE = [
                                   "--eval_batch", "64"]),
 ]
 
+PROFILE_TOP = 3  # heaviest operations of each kind and side kept in the suite's record
 REPEATS = 10  # timed calls per variant, after one untimed warm-up call
 PAUSE = 0.02  # seconds of idle before each timed call: the other library's worker threads go to sleep
 
@@ -291,8 +293,11 @@ def bench(cfg, with_torch, peak, profile_dir=None):
     if profile_dir:
         jax_kinds, jax_ops = profiling.jax_profile(jax_train, jax_hlo_text(), profile_dir)
         torch_kinds, torch_ops = profiling.torch_profile(twin["eager"]) if with_torch else (None, None)
-        profiling.print_profile(row["train_ms"], jax_kinds, jax_ops, row.get("eager_ms"), torch_kinds, torch_ops)
+        profiling.print_profile(jax_kinds, jax_ops, torch_kinds, torch_ops)
         print(f"\nthe JAX trace is in {profile_dir}: open its perfetto_trace.json.gz in ui.perfetto.dev")
+        row["profile"] = {"jax": jax_kinds, "jax_top": profiling.heaviest_by_kind(jax_ops, PROFILE_TOP),
+                          **({"torch": torch_kinds, "torch_top": profiling.heaviest_by_kind(torch_ops, PROFILE_TOP)}
+                             if with_torch else {})}
     return row
 
 
@@ -345,13 +350,15 @@ def compare_xla_flags(flag_sets, bench_flags, rounds=3):
               f"{sample / base[1]:.2f} |")
 
 
-def suite(with_torch, peak, publish_to=None):
-    """Bench every config of SUITE and print one table; with publish_to, also write it there as
-    a results record (report.py puts it in docs/RESULTS.md)."""
+def suite(with_torch, peak, publish_to=None, profile_dir=None):
+    """Bench every config of SUITE and print one table; with profile_dir, profile each config too
+    (its trace in profile_dir/<number>); with publish_to, also write it all there as a results
+    record (report.py puts it in docs/RESULTS.md)."""
     rows = []
-    for name, flags in SUITE:
+    for number, (name, flags) in enumerate(SUITE):
         print(f"\n=== {name}: {' '.join(flags)}")
-        rows.append((name, bench(train.Config(**train.parse_flags(flags)), with_torch, peak)))
+        rows.append((name, bench(train.Config(**train.parse_flags(flags)), with_torch, peak,
+                                 profile_dir and Path(profile_dir) / str(number))))
     columns = ["config", "JAX ms", "img/s", "GFLOP", "MFU", "sample img/s"]
     if with_torch:
         columns += ["torch eager ms", "torch.compile ms", "JAX/eager", "JAX/compile", "torch sample img/s"]
@@ -375,8 +382,10 @@ def suite(with_torch, peak, publish_to=None):
             import torch
 
             versions["torch"] = torch.__version__
-        record = {"kind": "bench", "command": "python bench.py --suite" + (" --torch" if with_torch else ""),
+        record = {"kind": "bench", "command": "python bench.py --suite" + (" --torch" if with_torch else "")
+                  + (" --profile DIR" if profile_dir else ""),
                   "matmul_gflops": peak / 1e9, "columns": columns, "rows": table,
+                  "profiles": {name: r["profile"] for name, r in rows if "profile" in r},
                   "ran_on": {**rundir.machine(), **versions}}
         with files.atomic_write(Path(publish_to) / "record.json", "w") as file:
             file.write(json.dumps(record, indent=1) + "\n")
@@ -408,9 +417,11 @@ def main(argv):
     flags = [a for a in argv if a not in ("--torch", "--suite", "--publish")]
     peak = plan.matmul_rate()
     if run_suite:
-        if flags or profile_dir:
-            raise SystemExit("error: --suite runs its own configs; it takes no other flags but --torch and --publish")
-        suite(with_torch, peak, Path(__file__).resolve().parent / "docs" / "results" / "bench" if publish else None)
+        if flags:
+            raise SystemExit("error: --suite runs its own configs; it takes no other flags but --torch, --profile DIR "
+                             "and --publish")
+        suite(with_torch, peak, Path(__file__).resolve().parent / "docs" / "results" / "bench" if publish else None,
+              profile_dir)
     elif publish:
         raise SystemExit("error: --publish publishes the suite: python bench.py --suite --torch --publish")
     else:

@@ -12,6 +12,8 @@ difference:
   layout copy  data moved, not computed: transposes, copies, pads, concatenations, slices
   elementwise  the rest of the arithmetic: SiLU, the normalization's affine, Adam, EMA
   other        the runtime's loops, random numbers, collectives
+  between operations   the profiled steps' wall time not spent in any operation: the runtime
+               scheduling and launching them (XLA), Python and the dispatcher (torch)
 
     python bench.py --preset cpu --batch_size 128 --torch --profile /tmp/trace
 """
@@ -19,11 +21,13 @@ import collections
 import gzip
 import json
 import re
+import time
 from pathlib import Path
 
 import jax
 
 KINDS = ("convolution", "matmul", "reduction", "layout copy", "elementwise", "other")
+BETWEEN = "between operations"
 
 # HLO opcodes that only move data; an instruction (or fusion) made of nothing else is a layout copy
 MOVES = {"transpose", "copy", "bitcast", "pad", "concatenate", "slice", "dynamic-slice", "dynamic-update-slice",
@@ -84,12 +88,14 @@ def trace_events(trace_dir):
 
 def jax_profile(run, hlo_text, trace_dir, steps=5):
     """Trace `steps` calls of run() (a train step already compiled, whose program's HLO text is
-    hlo_text) into trace_dir. Returns ({kind: ms per step}, [(ms per step, kind, instruction,
-    output shape)] heaviest first): the runtime's operations only, summed over the local devices
-    and divided by their count (the devices run in parallel)."""
+    hlo_text) into trace_dir. Returns ({kind: ms per step, and BETWEEN}, [(ms per step, kind,
+    instruction, output shape)] heaviest first): the runtime's operations, summed over the local
+    devices and divided by their count (the devices run in parallel)."""
     with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
+        start = time.perf_counter()
         for _ in range(steps):
             jax.block_until_ready(run())
+        wall_ms = (time.perf_counter() - start) * 1e3 / steps
     instructions = hlo_instructions(hlo_text)
     scale = 1e-3 / steps / jax.local_device_count()
     by_kind, ops = dict.fromkeys(KINDS, 0.0), []
@@ -100,7 +106,7 @@ def jax_profile(run, hlo_text, trace_dir, steps=5):
         kind = hlo_kind(opcode, fused)
         by_kind[kind] += micros * scale
         ops.append((micros * scale, kind, name, shape))
-    return by_kind, sorted(ops, reverse=True)
+    return {**by_kind, BETWEEN: wall_ms - sum(by_kind.values())}, sorted(ops, reverse=True)
 
 
 def torch_kind(op_name):
@@ -125,13 +131,15 @@ def torch_kind(op_name):
 
 def torch_profile(run, steps=5):
     """Profile `steps` calls of run() (a torch train step, already warmed up) with torch.profiler.
-    Returns ({kind: ms per step}, [(ms per step, kind, aten op, '')] heaviest first), from each
-    op's self time (its own work, not its callees')."""
+    Returns ({kind: ms per step, and BETWEEN}, [(ms per step, kind, aten op, '')] heaviest first),
+    from each op's self time (its own work, not its callees')."""
     import torch
 
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
         for _ in range(steps):
             run()
+        wall_ms = (time.perf_counter() - start) * 1e3 / steps
     by_kind, ops = dict.fromkeys(KINDS, 0.0), []
     for event in prof.key_averages():
         if not event.key.startswith("aten::") or event.self_cpu_time_total <= 0:
@@ -139,25 +147,36 @@ def torch_profile(run, steps=5):
         ms, kind = event.self_cpu_time_total * 1e-3 / steps, torch_kind(event.key)
         by_kind[kind] += ms
         ops.append((ms, kind, event.key, ""))
-    return by_kind, sorted(ops, reverse=True)
+    return {**by_kind, BETWEEN: wall_ms - sum(by_kind.values())}, sorted(ops, reverse=True)
 
 
-def print_profile(wall_ms, jax_kinds, jax_ops, torch_wall_ms=None, torch_kinds=None, torch_ops=None, top=12):
-    """The table of kinds (JAX beside torch where given) and the heaviest operations of each side."""
+def heaviest_by_kind(ops, n):
+    """The n heaviest operations of each kind, heaviest first within a kind, kinds in KINDS order."""
+    return [op for kind in KINDS for op in [op for op in ops if op[1] == kind][:n]]
+
+
+def profile_table(jax_kinds, torch_kinds=None):
+    """Markdown lines: ms per step of each kind (and BETWEEN) for JAX, beside torch where given,
+    with each side's share of its profiled step."""
     both = torch_kinds is not None
-    print(f"\nwhere a train step's time goes, ms per step (profiled; the timed step: JAX {wall_ms:.1f} ms"
-          + (f", torch eager {torch_wall_ms:.1f} ms" if both else "") + ")")
-    print("| kind | JAX ms | JAX share |" + (" torch ms | torch share | JAX - torch ms |" if both else ""))
-    print("|---|---|---|" + ("---|---|---|" if both else ""))
+    lines = ["| kind | JAX ms | JAX share |" + (" torch ms | torch share | JAX - torch ms |" if both else ""),
+             "|---|---|---|" + ("---|---|---|" if both else "")]
     jax_total, torch_total = sum(jax_kinds.values()), sum(torch_kinds.values()) if both else 0
-    for kind in KINDS:
+    for kind in (*KINDS, BETWEEN):
         line = f"| {kind} | {jax_kinds[kind]:.1f} | {100 * jax_kinds[kind] / jax_total:.0f}% |"
         if both:
             line += (f" {torch_kinds[kind]:.1f} | {100 * torch_kinds[kind] / torch_total:.0f}% | "
                      f"{jax_kinds[kind] - torch_kinds[kind]:+.1f} |")
-        print(line)
-    print(f"| sum of the operations | {jax_total:.1f} | |" + (f" {torch_total:.1f} | | {jax_total - torch_total:+.1f} |"
-                                                              if both else ""))
+        lines.append(line)
+    lines.append(f"| profiled step | {jax_total:.1f} | |" + (f" {torch_total:.1f} | | {jax_total - torch_total:+.1f} |"
+                                                             if both else ""))
+    return lines
+
+
+def print_profile(jax_kinds, jax_ops, torch_kinds=None, torch_ops=None, top=12):
+    """The table of kinds (JAX beside torch where given) and the heaviest operations of each side."""
+    print("\nwhere a train step's time goes, ms per step (5 profiled steps; profiling slows a step a little)")
+    print("\n".join(profile_table(jax_kinds, torch_kinds)))
     for side, ops in (("JAX", jax_ops), ("torch", torch_ops)):
         if ops:
             print(f"\nheaviest {side} operations, ms per step:")

@@ -1,5 +1,6 @@
 """The study's results document, written by the code from the committed records alone
-(records.py): docs/RESULTS.md, and the README's findings table and pre-memorization summary.
+(records.py): docs/RESULTS.md, and the README's findings table, pre-memorization summary and
+speed summary.
 
     python report.py publish sweeps/cpu-batch   # the sweep's record -> docs/results/cpu-batch/
     python report.py                            # docs/results/* -> docs/RESULTS.md, README.md's blocks
@@ -16,6 +17,7 @@ import numpy as np
 import files
 import findings
 import metrics
+import profiling
 import records
 import study
 
@@ -236,11 +238,65 @@ def ran_on(where, seconds=None, subject="Ran"):
     return text + (f"; training time {seconds / 60:.1f} min (the runs' logs)." if seconds else ".")
 
 
+def speed_answers(record):
+    """[(config, JAX/eager ratio or None, [(kind, JAX - torch ms per step)] largest first)] for
+    each config of a bench record; the excess by kind only where the config was profiled with
+    torch beside it."""
+    ratio_at = record["columns"].index("JAX/eager") if "JAX/eager" in record["columns"] else None
+    answers = []
+    for row in record["rows"]:
+        profile = record.get("profiles", {}).get(row[0], {})
+        excess = sorted(((kind, profile["jax"][kind] - profile["torch"][kind]) for kind in profile["jax"]),
+                        key=lambda pair: -pair[1]) if "torch" in profile else []
+        answers.append((row[0], float(row[ratio_at]) if ratio_at is not None else None, excess))
+    return answers
+
+
+def excess_text(excess):
+    return ", ".join(f"{kind} {ms:+.1f} ms" for kind, ms in excess)
+
+
+def speed_summary(record):
+    """The README's lines on speed: each config's JAX / torch eager ratio, and where one is above
+    1.0, the kinds of work JAX spends more on than torch, largest first."""
+    if record is None:
+        return "No benchmark record yet: `python bench.py --suite --torch --profile /tmp/trace --publish`."
+    lines = []
+    for config, ratio, excess in speed_answers(record):
+        if ratio is None:
+            lines.append(f"- {config}: not compared with torch (`--torch`).")
+        elif ratio <= 1.0:
+            lines.append(f"- {config}: JAX / torch eager {ratio:.2f}, at or below torch.")
+        elif excess:
+            lines.append(f"- {config}: JAX / torch eager {ratio:.2f}. JAX's time beyond torch's, by kind of work: "
+                         f"{excess_text(excess)}.")
+        else:
+            lines.append(f"- {config}: JAX / torch eager {ratio:.2f}; not profiled (`--profile DIR`).")
+    return "\n".join(lines + ["", "Measured by `" + record["command"] + "`: [the table, the profiles and where it ran]"
+                              "(docs/RESULTS.md#speed-on-a-cpu-against-pytorch)."])
+
+
 def bench_section(record):
     lines = ["## Speed on a CPU, against PyTorch", "", f"`{record['command']}`; how it is measured: "
              f"[METHODS.md](METHODS.md#how-speed-is-measured). Matmul rate {record['matmul_gflops']:.0f} GFLOP/s.", "",
              "| " + " | ".join(record["columns"]) + " |", "|" + "---|" * len(record["columns"])]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in record["rows"]]
+    for config, ratio, excess in speed_answers(record):
+        profile = record.get("profiles", {}).get(config)
+        if not profile:
+            continue
+        lines += ["", f"### Where the time goes: {config}", "", "ms per train step by kind of work, from 5 profiled "
+                  "steps (`--profile`; profiling slows a step a little)" + (f"; JAX / torch eager {ratio:.2f}." if ratio else "."),
+                  "", *profiling.profile_table(profile["jax"], profile.get("torch"))]
+        if excess:
+            lines += ["", f"JAX's time beyond torch's, largest first: {excess_text(excess)}."]
+        widest = next((kind for kind, ms in excess if kind in profiling.KINDS and ms > 0), None)
+        for side in ("jax", "torch") if widest else ():
+            heaviest = [op for op in profile.get(f"{side}_top", []) if op[1] == widest]
+            if heaviest:
+                lines += ["", f"The heaviest {'JAX' if side == 'jax' else 'torch'} operations of the kind with the "
+                          f"widest gap, {widest} (ms per step):", ""]
+                lines += [f"- {ms:.2f} {name} `{shape}`" if shape else f"- {ms:.2f} `{name}`" for ms, _, name, shape in heaviest]
     return lines + ["", ran_on(record["ran_on"]), ""]
 
 
@@ -283,8 +339,9 @@ def report(results_dir=records.RESULTS_DIR, document_path=DOCUMENT, readme=READM
         file.write(text)
     files.replace_block(readme, "findings", findings_table(found, "docs/RESULTS.md"))
     files.replace_block(readme, "pre-memorization", pre_memorization_summary(results))
+    files.replace_block(readme, "speed", speed_summary(results.get("bench")))
     print(f"wrote {document_path} from {len(results)} records ({', '.join(results) or 'none'}), and the findings "
-          f"table and the pre-memorization summary of {readme}")
+          f"table, the pre-memorization summary and the speed summary of {readme}")
 
 
 def main(argv):

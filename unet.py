@@ -298,9 +298,17 @@ def attention(p, x, head_dim, norm_groups, dtype=None):
     b, h, w, c = x.shape
     n_heads = heads(c, head_dim)
     d = c // n_heads
-    qkv = conv(p["qkv"], group_norm(p["norm"], x, norm_groups), dtype).reshape(b, h * w, 3, n_heads, d)
-    q, k, v = qkv.transpose(2, 0, 3, 1, 4)  # (B, heads, HW, d) each
-    out = softmax_attention(q / math.sqrt(d), k, v)
+    x_norm = group_norm(p["norm"], x, norm_groups)
+
+    def project(i):
+        """q, k, v (i = 0, 1, 2): one matmul on its own column block of the qkv weight, (B, heads,
+        HW, d). One (B*HW, 3C) product split afterwards would compute the same, but the gradient
+        of that split is a pad-and-transpose into (3C, B*HW) that costs XLA on a CPU more than
+        the matmuls themselves (bench.py --profile)."""
+        block = {"w": p["qkv"]["w"][..., i * c:(i + 1) * c], "b": p["qkv"]["b"][i * c:(i + 1) * c]}
+        return conv(block, x_norm, dtype).reshape(b, h * w, n_heads, d).transpose(0, 2, 1, 3)
+
+    out = softmax_attention(project(0) / math.sqrt(d), project(1), project(2))
     return x + conv(p["out"], out.transpose(0, 2, 1, 3).reshape(b, h, w, c), dtype)
 
 

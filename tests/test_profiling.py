@@ -10,7 +10,8 @@ import profiling
 
 
 def dominant_kind(by_kind):
-    return max(by_kind, key=by_kind.get)
+    """The kind of operation with the most time (the time between operations is not one)."""
+    return max(profiling.KINDS, key=by_kind.get)
 
 
 @pytest.mark.parametrize("kind, fn, shape", [
@@ -28,10 +29,11 @@ def test_an_xla_program_of_one_kind_of_work_is_profiled_as_that_kind(tmp_path, k
     run = lambda: compiled(x)
     jax.block_until_ready(run())
     by_kind, ops = profiling.jax_profile(run, compiled.as_text(), tmp_path / "trace", steps=3)
-    assert set(by_kind) == set(profiling.KINDS)
+    assert set(by_kind) == {*profiling.KINDS, profiling.BETWEEN}
     assert dominant_kind(by_kind) == kind, by_kind
     assert ops[0][1] == kind and ops[0][0] == max(ms for ms, *_ in ops)  # heaviest first
-    assert sum(by_kind.values()) == pytest.approx(sum(ms for ms, *_ in ops))
+    assert sum(by_kind[k] for k in profiling.KINDS) == pytest.approx(sum(ms for ms, *_ in ops))
+    assert by_kind[profiling.BETWEEN] >= 0  # the operations fit in the wall time of the steps
 
 
 def test_hlo_kind_takes_a_fusion_by_the_heaviest_op_it_fuses():
@@ -52,11 +54,11 @@ def test_the_train_step_profile_holds_every_kind_of_work_of_the_unet(tmp_path, t
     for kind in ("convolution", "matmul", "reduction", "elementwise"):
         assert by_kind[kind] > 0, kind
     assert all(shape.startswith(("f32[", "s32[", "u32[", "pred[", "(")) for *_, shape in ops)
-    profiling.print_profile(10.0, by_kind, ops)
+    profiling.print_profile(by_kind, ops)
     table = capsys.readouterr().out
     shares = [float(line.split("|")[3].strip("% ")) for line in table.splitlines()
-              if line.startswith("| ") and line.split("|")[1].strip() in profiling.KINDS]
-    assert len(shares) == len(profiling.KINDS) and sum(shares) == pytest.approx(100, abs=3)
+              if line.startswith("| ") and line.split("|")[1].strip() in (*profiling.KINDS, profiling.BETWEEN)]
+    assert len(shares) == len(profiling.KINDS) + 1 and sum(shares) == pytest.approx(100, abs=4)
 
 
 def test_a_torch_program_of_one_kind_of_work_is_profiled_as_that_kind():
@@ -70,3 +72,15 @@ def test_a_torch_program_of_one_kind_of_work_is_profiled_as_that_kind():
         run()
         by_kind, ops = profiling.torch_profile(run, steps=3)
         assert dominant_kind(by_kind) == kind, (kind, ops[:3])
+
+
+def test_bench_keeps_the_profile_of_a_config_in_its_row(tmp_path, tiny_config, capsys):
+    row = bench.bench(tiny_config, with_torch=False, peak=1e9, profile_dir=tmp_path / "trace")
+    profile = row["profile"]
+    assert set(profile) == {"jax", "jax_top"}
+    assert set(profile["jax"]) == {*profiling.KINDS, profiling.BETWEEN}
+    assert len(profile["jax_top"]) <= bench.PROFILE_TOP * len(profiling.KINDS)
+    for kind in profiling.KINDS:  # the heaviest of each kind, heaviest first
+        of_kind = [ms for ms, k, *_ in profile["jax_top"] if k == kind]
+        assert of_kind == sorted(of_kind, reverse=True)
+    assert "where a train step's time goes" in capsys.readouterr().out

@@ -9,6 +9,7 @@ import pytest
 
 import findings
 import metrics
+import profiling
 import records
 import report
 import rundir
@@ -40,7 +41,8 @@ def published(tmp_path_factory):
     records.publish(out, results)
     readme = root / "README.md"
     readme.write_text("# x\n<!-- findings: begin -->\n<!-- findings: end -->\n"
-                      "<!-- pre-memorization: begin -->\n<!-- pre-memorization: end -->\n")
+                      "<!-- pre-memorization: begin -->\n<!-- pre-memorization: end -->\n"
+                      "<!-- speed: begin -->\n<!-- speed: end -->\n")
     report.report(results, root / "RESULTS.md", readme)
     return root, out, results
 
@@ -197,3 +199,34 @@ def test_findings_rules_on_closed_cases():
     assert verdicts == {"1": "reproduced", "2": "reproduced", "3": "reproduced so far", "4": "reproduced so far",
                         "5": "reproduced so far", "6": "reproduced"}  # 3, 4, 5 lack the model or lr axis
     assert findings.double_descent([0.1, 0.05, 0.07, 0.04]) and not findings.double_descent([0.1, 0.05, 0.051, 0.04])
+
+
+def test_the_speed_summary_names_where_jax_spends_more_than_torch():
+    """A bench record of two configs, one at 0.80 of torch's step and one at 1.50, the second
+    profiled: the summary says the first is at or below torch, and lists the second's excess by
+    kind, largest first (between operations included), and the document shows the heaviest JAX
+    and torch operations of the kind with the widest gap."""
+    kinds = lambda **ms: {kind: ms.get(kind.replace(" ", "_"), 0.0) for kind in (*profiling.KINDS, profiling.BETWEEN)}
+    record = {"kind": "bench", "command": "python bench.py --suite --torch --profile DIR", "matmul_gflops": 200.0,
+              "columns": ["config", "JAX ms", "torch eager ms", "JAX/eager"],
+              "rows": [["small", "8.0", "10.0", "0.80"], ["large", "150.0", "100.0", "1.50"]],
+              "profiles": {"large": {
+                  "jax": kinds(convolution=20, layout_copy=60, elementwise=30, between_operations=40),
+                  "torch": kinds(convolution=70, layout_copy=5, elementwise=20, between_operations=5),
+                  "jax_top": [[31.0, "layout copy", "transpose_copy_fusion.3", "f32[32,16,16,128]"],
+                              [9.0, "convolution", "convolution.1", "f32[16,3,3,16]"]],
+                  "torch_top": [[4.0, "layout copy", "aten::copy_", ""]]}},
+              "ran_on": {}}
+    answers = report.speed_answers(record)
+    assert answers[0] == ("small", 0.8, [])
+    assert answers[1][:2] == ("large", 1.5)
+    assert [kind for kind, _ in answers[1][2]][:3] == ["layout copy", "between operations", "elementwise"]
+    assert dict(answers[1][2])["convolution"] == pytest.approx(-50)
+    summary = report.speed_summary(record)
+    assert "- small: JAX / torch eager 0.80, at or below torch." in summary
+    assert "layout copy +55.0 ms, between operations +35.0 ms, elementwise +10.0 ms" in summary
+    section = "\n".join(report.bench_section(record))
+    assert "### Where the time goes: large" in section and "Where the time goes: small" not in section
+    assert "| layout copy | 60.0 | 40% | 5.0 | 5% | +55.0 |" in section
+    assert "- 31.00 transpose_copy_fusion.3 `f32[32,16,16,128]`" in section and "- 4.00 `aten::copy_`" in section
+    assert "convolution.1" not in section  # only the kind with the widest gap is itemized
