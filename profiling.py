@@ -12,7 +12,7 @@ difference:
   layout copy  data moved, not computed: transposes, copies, pads, concatenations, slices
   elementwise  the rest of the arithmetic: SiLU, the normalization's affine, Adam, EMA
   other        the runtime's loops, random numbers, collectives
-  between operations   the profiled steps' wall time not spent in any operation: the runtime
+  between operations   the profiled steps' wall time in which no operation ran: the runtime
                scheduling and launching them (XLA), Python and the dispatcher (torch)
 
     python bench.py --preset cpu --batch_size 128 --torch --profile /tmp/trace
@@ -72,41 +72,53 @@ def hlo_kind(opcode, fused=None):
 
 
 def trace_events(trace_dir):
-    """{event name: total microseconds} of the newest perfetto trace jax.profiler wrote to trace_dir."""
+    """[(name, start, duration)] in microseconds, the complete events of the newest perfetto
+    trace jax.profiler wrote to trace_dir."""
     traces = sorted(Path(trace_dir).glob("plugins/profile/*/perfetto_trace.json.gz"))
     if not traces:
         raise FileNotFoundError(f"no perfetto_trace.json.gz under {trace_dir}/plugins/profile")
     with gzip.open(traces[-1]) as f:
         events = json.load(f)
     events = events["traceEvents"] if isinstance(events, dict) else events
-    totals = collections.Counter()
-    for event in events:
-        if event.get("ph") == "X":
-            totals[event["name"]] += event.get("dur", 0)
-    return totals
+    return [(e["name"], e["ts"], e.get("dur", 0)) for e in events if e.get("ph") == "X"]
+
+
+def covered(intervals):
+    """The length of the union of (start, duration) intervals: the time something ran."""
+    total, end = 0.0, float("-inf")
+    for start, duration in sorted(intervals):
+        total += max(0.0, start + duration - max(start, end))
+        end = max(end, start + duration)
+    return total
 
 
 def jax_profile(run, hlo_text, trace_dir, steps=5):
     """Trace `steps` calls of run() (a train step already compiled, whose program's HLO text is
     hlo_text) into trace_dir. Returns ({kind: ms per step, and BETWEEN}, [(ms per step, kind,
-    instruction, output shape)] heaviest first): the runtime's operations, summed over the local
-    devices and divided by their count (the devices run in parallel)."""
+    instruction, output shape)] heaviest first). A kind's time sums its operations' durations
+    over the local devices, divided by their count; BETWEEN is the wall time in which no
+    operation ran. XLA runs independent operations side by side, so the kinds and BETWEEN can
+    add up to more than the wall time."""
     with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
         start = time.perf_counter()
         for _ in range(steps):
             jax.block_until_ready(run())
-        wall_ms = (time.perf_counter() - start) * 1e3 / steps
+        wall = (time.perf_counter() - start) * 1e6
     instructions = hlo_instructions(hlo_text)
+    # python frames and the executor's own spans carry other names
+    events = [(name, start, micros) for name, start, micros in trace_events(trace_dir) if name in instructions]
+    totals = collections.Counter()
+    for name, _, micros in events:
+        totals[name] += micros
     scale = 1e-3 / steps / jax.local_device_count()
     by_kind, ops = dict.fromkeys(KINDS, 0.0), []
-    for name, micros in trace_events(trace_dir).items():
-        if name not in instructions:  # python frames, the executor's own spans
-            continue
+    for name, micros in totals.items():
         opcode, shape, fused = instructions[name]
         kind = hlo_kind(opcode, fused)
         by_kind[kind] += micros * scale
         ops.append((micros * scale, kind, name, shape))
-    return {**by_kind, BETWEEN: wall_ms - sum(by_kind.values())}, sorted(ops, reverse=True)
+    idle = (wall - covered([(start, micros) for _, start, micros in events])) * 1e-3 / steps
+    return {**by_kind, BETWEEN: max(0.0, idle)}, sorted(ops, reverse=True)
 
 
 def torch_kind(op_name):
@@ -147,7 +159,8 @@ def torch_profile(run, steps=5):
         ms, kind = event.self_cpu_time_total * 1e-3 / steps, torch_kind(event.key)
         by_kind[kind] += ms
         ops.append((ms, kind, event.key, ""))
-    return {**by_kind, BETWEEN: wall_ms - sum(by_kind.values())}, sorted(ops, reverse=True)
+    # torch runs one op at a time: the ops and the time between them add up to the wall time
+    return {**by_kind, BETWEEN: max(0.0, wall_ms - sum(by_kind.values()))}, sorted(ops, reverse=True)
 
 
 def heaviest_by_kind(ops, n):
@@ -157,7 +170,7 @@ def heaviest_by_kind(ops, n):
 
 def profile_table(jax_kinds, torch_kinds=None):
     """Markdown lines: ms per step of each kind (and BETWEEN) for JAX, beside torch where given,
-    with each side's share of its profiled step."""
+    with each row's share of its side's sum."""
     both = torch_kinds is not None
     lines = ["| kind | JAX ms | JAX share |" + (" torch ms | torch share | JAX - torch ms |" if both else ""),
              "|---|---|---|" + ("---|---|---|" if both else "")]
@@ -168,8 +181,8 @@ def profile_table(jax_kinds, torch_kinds=None):
             line += (f" {torch_kinds[kind]:.1f} | {100 * torch_kinds[kind] / torch_total:.0f}% | "
                      f"{jax_kinds[kind] - torch_kinds[kind]:+.1f} |")
         lines.append(line)
-    lines.append(f"| profiled step | {jax_total:.1f} | |" + (f" {torch_total:.1f} | | {jax_total - torch_total:+.1f} |"
-                                                             if both else ""))
+    lines.append(f"| sum of the rows | {jax_total:.1f} | |" + (f" {torch_total:.1f} | | {jax_total - torch_total:+.1f} |"
+                                                               if both else ""))
     return lines
 
 

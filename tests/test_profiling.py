@@ -36,6 +36,18 @@ def test_an_xla_program_of_one_kind_of_work_is_profiled_as_that_kind(tmp_path, k
     assert by_kind[profiling.BETWEEN] >= 0  # the operations fit in the wall time of the steps
 
 
+def test_covered_time_is_the_length_of_the_union_of_the_intervals():
+    assert profiling.covered([]) == 0
+    assert profiling.covered([(0, 10), (5, 10), (30, 5), (31, 1)]) == 15 + 5  # overlaps count once
+    rng = np.random.default_rng(0)
+    intervals = [(float(s), float(d)) for s, d in zip(rng.uniform(0, 100, 50), rng.uniform(0, 5, 50))]
+    grid = np.arange(0, 110, 0.001)  # brute force: the grid points inside some interval
+    inside = np.zeros_like(grid, bool)
+    for start, duration in intervals:
+        inside |= (grid >= start) & (grid < start + duration)
+    assert profiling.covered(intervals) == pytest.approx(inside.sum() * 0.001, abs=0.01)
+
+
 def test_hlo_kind_takes_a_fusion_by_the_heaviest_op_it_fuses():
     assert profiling.hlo_kind("fusion", {"parameter", "convolution", "reduce", "multiply"}) == "convolution"
     assert profiling.hlo_kind("fusion", {"parameter", "dot", "add"}) == "matmul"
