@@ -65,7 +65,7 @@ SUITE = [
                                   "--eval_batch", "64"]),
 ]
 
-PROFILE_TOP = 3  # heaviest operations of each kind and side kept in the suite's record
+PROFILE_TOP = 3  # heaviest operations (and lines of code) of each kind kept in the suite's record
 REPEATS = 10  # timed calls per variant, after one untimed warm-up call
 PAUSE = 0.02  # seconds of idle before each timed call: the other library's worker threads go to sleep
 
@@ -296,6 +296,7 @@ def bench(cfg, with_torch, peak, profile_dir=None):
         profiling.print_profile(jax_kinds, jax_ops, torch_kinds, torch_ops)
         print(f"\nthe JAX trace is in {profile_dir}: open its perfetto_trace.json.gz in ui.perfetto.dev")
         row["profile"] = {"jax": jax_kinds, "jax_top": profiling.heaviest_by_kind(jax_ops, PROFILE_TOP),
+                          "jax_lines": profiling.heaviest_by_kind(profiling.by_source(jax_ops), PROFILE_TOP),
                           **({"torch": torch_kinds, "torch_top": profiling.heaviest_by_kind(torch_ops, PROFILE_TOP)}
                              if with_torch else {})}
     return row

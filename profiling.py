@@ -17,11 +17,13 @@ difference:
 
     python bench.py --preset cpu --batch_size 128 --torch --profile /tmp/trace
 """
+import bisect
 import collections
 import gzip
 import json
 import re
 import time
+import typing
 from pathlib import Path
 
 import jax
@@ -37,22 +39,63 @@ OTHER = {"while", "call", "conditional", "all-reduce", "all-gather", "rng-bit-ge
          "sort", "infeed", "outfeed", "after-all", "partition-id", "replica-id"}
 
 
+class Instruction(typing.NamedTuple):
+    opcode: str
+    shape: str  # of its output, e.g. "f32[128,16,16,32]"
+    fused: set | None  # opcodes of the computation it fuses or calls
+    source: str  # the Python line that made it: "function (file.py:line)", or ""
+
+
+def hlo_sources(lines):
+    """{stack frame id: "function (file.py:line)"} from the tables that close a compiled HLO
+    module's text (FileNames, FunctionNames, FileLocations, StackFrames)."""
+    tables, section = collections.defaultdict(dict), None
+    for line in lines:
+        if line in ("FileNames", "FunctionNames", "FileLocations", "StackFrames"):
+            section = line
+        elif section and (entry := re.match(r"(\d+) (.*)", line)):
+            value = entry[2].strip('"')
+            if value.startswith("{"):
+                value = dict(re.findall(r"(\w+)=(\d+)", value))
+            tables[section][entry[1]] = value
+        else:
+            section = None
+    sources = {}
+    for frame, fields in tables["StackFrames"].items():
+        location = tables["FileLocations"].get(fields.get("file_location_id"), {})
+        file = tables["FileNames"].get(location.get("file_name_id"), "?")
+        function = tables["FunctionNames"].get(location.get("function_name_id"), "?").rsplit(".", 1)[-1]  # no <locals>
+        sources[frame] = f"{function} ({Path(file).name}:{location.get('line', '?')})"
+    return sources
+
+
 def hlo_instructions(hlo_text):
-    """{name: (opcode, output shape, opcodes of the computation it fuses or calls, or None)} for
-    every instruction of a compiled HLO module's text (the names its profile events carry)."""
-    line_re = re.compile(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+(?: \S+\])?) ([\w\-]+)\(")
-    computations, current, instructions = {}, None, {}
-    for line in hlo_text.splitlines():
+    """{name: Instruction} for every instruction of a compiled HLO module's text (the names its
+    profile events carry). A fusion's source is that of its root, or else of the first of its
+    instructions that has one."""
+    lines = hlo_text.splitlines()
+    sources = hlo_sources(lines)
+    line_re = re.compile(r"\s*(ROOT )?%?([\w.\-]+) = (\S+(?: \S+\])?) ([\w\-]+)\(")
+    computations, frames, current, raw = {}, {}, None, {}
+    for line in lines:
         if header := re.match(r"(?:ENTRY )?%?([\w.\-]+) .*\{\s*$", line):
-            current = computations.setdefault(header[1], set())
+            current = header[1]
+            computations[current], frames[current] = set(), []
         elif m := line_re.match(line):
-            name, shape, opcode = m[1], m[2].split("{")[0], m[3]
+            is_root, name, shape, opcode = m[1], m[2], m[3].split("{")[0], m[4]
+            frame = re.search(r"stack_frame_id=(\d+)", line)
             if current is not None:
-                current.add(opcode)
+                computations[current].add(opcode)
+                if frame:
+                    frames[current].insert(0, frame[1]) if is_root else frames[current].append(frame[1])
             calls = re.search(r"calls=%?([\w.\-]+)", line)
-            instructions.setdefault(name, (opcode, shape, calls[1] if calls else None))
-    return {name: (opcode, shape, computations.get(called) if called else None)
-            for name, (opcode, shape, called) in instructions.items()}
+            raw.setdefault(name, (opcode, shape, calls[1] if calls else None, frame[1] if frame else None))
+    instructions = {}
+    for name, (opcode, shape, called, frame) in raw.items():
+        frame = frame or next(iter(frames.get(called) or []), None)
+        instructions[name] = Instruction(opcode, shape, computations.get(called) if called else None,
+                                         sources.get(frame, ""))
+    return instructions
 
 
 def hlo_kind(opcode, fused=None):
@@ -83,42 +126,66 @@ def trace_events(trace_dir):
     return [(e["name"], e["ts"], e.get("dur", 0)) for e in events if e.get("ph") == "X"]
 
 
-def covered(intervals):
-    """The length of the union of (start, duration) intervals: the time something ran."""
-    total, end = 0.0, float("-inf")
-    for start, duration in sorted(intervals):
-        total += max(0.0, start + duration - max(start, end))
-        end = max(end, start + duration)
-    return total
+def time_shares(spans):
+    """Each (start, duration) span's share of the time: while k spans run at once, each is given
+    1/k of that time (they share the cores), so the shares add up to the time in which anything
+    ran, the length of the spans' union."""
+    events = sorted([(start, 1, i) for i, (start, _) in enumerate(spans)]
+                    + [(start + duration, 0, i) for i, (start, duration) in enumerate(spans)])  # ends first
+    shares, running, then = [0.0] * len(spans), set(), None
+    for time_, is_start, i in events:
+        if running:
+            for j in running:
+                shares[j] += (time_ - then) / len(running)
+        then = time_
+        (running.add if is_start else running.discard)(i)
+    return shares
+
+
+def operation_spans(events, instructions):
+    """[(name, start, duration)] of the operations among trace events. An operation's event ends
+    when the runtime has launched it; one that runs on the thread pool (Eigen's convolutions,
+    for one) finishes later, at its "end: <name>" event, so each operation spans from its event's
+    start to its first "end:" event after that (or its event's end, where there is none)."""
+    ends = collections.defaultdict(list)
+    for name, start, micros in events:
+        if name.startswith("end: "):
+            ends[name[5:]].append(start + micros)
+    for times in ends.values():
+        times.sort()
+    spans = []
+    for name, start, micros in events:
+        if name in instructions:  # python frames and the executor's own spans carry other names
+            times = ends.get(name, [])
+            after = bisect.bisect_left(times, start)
+            spans.append((name, start, max(micros, times[after] - start) if after < len(times) else micros))
+    return spans
 
 
 def jax_profile(run, hlo_text, trace_dir, steps=5):
     """Trace `steps` calls of run() (a train step already compiled, whose program's HLO text is
     hlo_text) into trace_dir. Returns ({kind: ms per step, and BETWEEN}, [(ms per step, kind,
-    instruction, output shape)] heaviest first). A kind's time sums its operations' durations
-    over the local devices, divided by their count; BETWEEN is the wall time in which no
-    operation ran. XLA runs independent operations side by side, so the kinds and BETWEEN can
-    add up to more than the wall time."""
+    instruction, output shape, source line)] heaviest first). XLA runs independent operations side by side
+    (and the devices' programs too): an operation is given its share of the time it ran
+    (time_shares), so the kinds and BETWEEN, the wall time in which no operation ran, add up to
+    the wall time of a step."""
     with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
         start = time.perf_counter()
         for _ in range(steps):
             jax.block_until_ready(run())
-        wall = (time.perf_counter() - start) * 1e6
+        wall_ms = (time.perf_counter() - start) * 1e3 / steps
     instructions = hlo_instructions(hlo_text)
-    # python frames and the executor's own spans carry other names
-    events = [(name, start, micros) for name, start, micros in trace_events(trace_dir) if name in instructions]
+    spans = operation_spans(trace_events(trace_dir), instructions)
     totals = collections.Counter()
-    for name, _, micros in events:
-        totals[name] += micros
-    scale = 1e-3 / steps / jax.local_device_count()
+    for (name, _, _), share in zip(spans, time_shares([(start, micros) for _, start, micros in spans])):
+        totals[name] += share * 1e-3 / steps
     by_kind, ops = dict.fromkeys(KINDS, 0.0), []
-    for name, micros in totals.items():
-        opcode, shape, fused = instructions[name]
-        kind = hlo_kind(opcode, fused)
-        by_kind[kind] += micros * scale
-        ops.append((micros * scale, kind, name, shape))
-    idle = (wall - covered([(start, micros) for _, start, micros in events])) * 1e-3 / steps
-    return {**by_kind, BETWEEN: max(0.0, idle)}, sorted(ops, reverse=True)
+    for name, ms in totals.items():
+        instruction = instructions[name]
+        kind = hlo_kind(instruction.opcode, instruction.fused)
+        by_kind[kind] += ms
+        ops.append((ms, kind, name, instruction.shape, instruction.source))
+    return {**by_kind, BETWEEN: max(0.0, wall_ms - sum(by_kind.values()))}, sorted(ops, reverse=True)
 
 
 def torch_kind(op_name):
@@ -143,7 +210,7 @@ def torch_kind(op_name):
 
 def torch_profile(run, steps=5):
     """Profile `steps` calls of run() (a torch train step, already warmed up) with torch.profiler.
-    Returns ({kind: ms per step, and BETWEEN}, [(ms per step, kind, aten op, '')] heaviest first),
+    Returns ({kind: ms per step, and BETWEEN}, [(ms per step, kind, aten op, '', '')] heaviest first),
     from each op's self time (its own work, not its callees')."""
     import torch
 
@@ -158,7 +225,7 @@ def torch_profile(run, steps=5):
             continue
         ms, kind = event.self_cpu_time_total * 1e-3 / steps, torch_kind(event.key)
         by_kind[kind] += ms
-        ops.append((ms, kind, event.key, ""))
+        ops.append((ms, kind, event.key, "", ""))
     # torch runs one op at a time: the ops and the time between them add up to the wall time
     return {**by_kind, BETWEEN: max(0.0, wall_ms - sum(by_kind.values()))}, sorted(ops, reverse=True)
 
@@ -166,6 +233,16 @@ def torch_profile(run, steps=5):
 def heaviest_by_kind(ops, n):
     """The n heaviest operations of each kind, heaviest first within a kind, kinds in KINDS order."""
     return [op for kind in KINDS for op in [op for op in ops if op[1] == kind][:n]]
+
+
+def by_source(ops):
+    """[(ms per step, kind, source line)] heaviest first: the operations' time summed over the
+    Python line that made them (one line makes several operations: its forward, its backward)."""
+    totals = collections.Counter()
+    for ms, kind, _, _, source in ops:
+        if source:
+            totals[kind, source] += ms
+    return sorted(((ms, kind, source) for (kind, source), ms in totals.items()), reverse=True)
 
 
 def profile_table(jax_kinds, torch_kinds=None):
@@ -193,5 +270,8 @@ def print_profile(jax_kinds, jax_ops, torch_kinds=None, torch_ops=None, top=12):
     for side, ops in (("JAX", jax_ops), ("torch", torch_ops)):
         if ops:
             print(f"\nheaviest {side} operations, ms per step:")
-            for ms, kind, name, shape in ops[:top]:
-                print(f"  {ms:7.2f}  {kind:12s} {name} {shape}")
+            for ms, kind, name, shape, source in ops[:top]:
+                print(f"  {ms:7.2f}  {kind:12s} {name} {shape}" + (f"  <- {source}" if source else ""))
+    print("\nheaviest lines of the JAX code, ms per step (their operations summed):")
+    for ms, kind, source in by_source(jax_ops)[:top]:
+        print(f"  {ms:7.2f}  {kind:12s} {source}")

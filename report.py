@@ -239,16 +239,17 @@ def ran_on(where, seconds=None, subject="Ran"):
 
 
 def speed_answers(record):
-    """[(config, JAX/eager ratio or None, [(kind, JAX - torch ms per step)] largest first)] for
-    each config of a bench record; the excess by kind only where the config was profiled with
-    torch beside it."""
+    """[(config, JAX/eager ratio or None, [(kind, JAX - torch ms per step)] largest first, the
+    kind of operation with the widest gap or None)] for each config of a bench record; the
+    excess by kind only where the config was profiled with torch beside it."""
     ratio_at = record["columns"].index("JAX/eager") if "JAX/eager" in record["columns"] else None
     answers = []
     for row in record["rows"]:
         profile = record.get("profiles", {}).get(row[0], {})
         excess = sorted(((kind, profile["jax"][kind] - profile["torch"][kind]) for kind in profile["jax"]),
                         key=lambda pair: -pair[1]) if "torch" in profile else []
-        answers.append((row[0], float(row[ratio_at]) if ratio_at is not None else None, excess))
+        widest = next((kind for kind, ms in excess if kind in profiling.KINDS and ms > 0), None)
+        answers.append((row[0], float(row[ratio_at]) if ratio_at is not None else None, excess, widest))
     return answers
 
 
@@ -256,20 +257,28 @@ def excess_text(excess):
     return ", ".join(f"{kind} {ms:+.1f} ms" for kind, ms in excess)
 
 
+def lines_text(profile, kind):
+    """The JAX lines of code with the most time in operations of this kind, with that time."""
+    return ", ".join(f"`{source}` {ms:.1f} ms" for ms, k, source in profile.get("jax_lines", []) if k == kind)
+
+
 def speed_summary(record):
     """The README's lines on speed: each config's JAX / torch eager ratio, and where one is above
-    1.0, the kinds of work JAX spends more on than torch, largest first."""
+    1.0, the kinds of work JAX spends more on than torch, largest first, and the lines of code
+    whose operations make the widest gap."""
     if record is None:
         return "No benchmark record yet: `python bench.py --suite --torch --profile /tmp/trace --publish`."
     lines = []
-    for config, ratio, excess in speed_answers(record):
+    for config, ratio, excess, widest in speed_answers(record):
+        profile = record.get("profiles", {}).get(config, {})
         if ratio is None:
             lines.append(f"- {config}: not compared with torch (`--torch`).")
         elif ratio <= 1.0:
             lines.append(f"- {config}: JAX / torch eager {ratio:.2f}, at or below torch.")
         elif excess:
+            where = lines_text(profile, widest) if widest else ""
             lines.append(f"- {config}: JAX / torch eager {ratio:.2f}. JAX's time beyond torch's, by kind of work: "
-                         f"{excess_text(excess)}.")
+                         f"{excess_text(excess)}." + (f" The widest gap, {widest}, is mostly {where}." if where else ""))
         else:
             lines.append(f"- {config}: JAX / torch eager {ratio:.2f}; not profiled (`--profile DIR`).")
     return "\n".join(lines + ["", "Measured by `" + record["command"] + "`: [the table, the profiles and where it ran]"
@@ -281,7 +290,7 @@ def bench_section(record):
              f"[METHODS.md](METHODS.md#how-speed-is-measured). Matmul rate {record['matmul_gflops']:.0f} GFLOP/s.", "",
              "| " + " | ".join(record["columns"]) + " |", "|" + "---|" * len(record["columns"])]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in record["rows"]]
-    for config, ratio, excess in speed_answers(record):
+    for config, ratio, excess, widest in speed_answers(record):
         profile = record.get("profiles", {}).get(config)
         if not profile:
             continue
@@ -290,13 +299,15 @@ def bench_section(record):
                   "", *profiling.profile_table(profile["jax"], profile.get("torch"))]
         if excess:
             lines += ["", f"JAX's time beyond torch's, largest first: {excess_text(excess)}."]
-        widest = next((kind for kind, ms in excess if kind in profiling.KINDS and ms > 0), None)
-        for side in ("jax", "torch") if widest else ():
-            heaviest = [op for op in profile.get(f"{side}_top", []) if op[1] == widest]
-            if heaviest:
-                lines += ["", f"The heaviest {'JAX' if side == 'jax' else 'torch'} operations of the kind with the "
-                          f"widest gap, {widest} (ms per step):", ""]
-                lines += [f"- {ms:.2f} {name} `{shape}`" if shape else f"- {ms:.2f} `{name}`" for ms, _, name, shape in heaviest]
+        if widest:
+            lines += ["", f"The kind of work with the widest gap, {widest}, ms per step:", ""]
+            if where := lines_text(profile, widest):
+                lines += [f"- the JAX lines of code whose operations take the most: {where}"]
+            for side in ("jax", "torch"):
+                heaviest = [f"{name} `{shape}` {ms:.2f}" if shape else f"`{name}` {ms:.2f}"
+                            for ms, kind, name, shape, *_ in profile.get(f"{side}_top", []) if kind == widest]
+                if heaviest:
+                    lines += [f"- the heaviest {'JAX' if side == 'jax' else 'torch'} operations: {', '.join(heaviest)}"]
     return lines + ["", ran_on(record["ran_on"]), ""]
 
 

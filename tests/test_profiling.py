@@ -33,19 +33,41 @@ def test_an_xla_program_of_one_kind_of_work_is_profiled_as_that_kind(tmp_path, k
     assert dominant_kind(by_kind) == kind, by_kind
     assert ops[0][1] == kind and ops[0][0] == max(ms for ms, *_ in ops)  # heaviest first
     assert sum(by_kind[k] for k in profiling.KINDS) == pytest.approx(sum(ms for ms, *_ in ops))
-    assert by_kind[profiling.BETWEEN] >= 0  # the operations fit in the wall time of the steps
 
 
-def test_covered_time_is_the_length_of_the_union_of_the_intervals():
-    assert profiling.covered([]) == 0
-    assert profiling.covered([(0, 10), (5, 10), (30, 5), (31, 1)]) == 15 + 5  # overlaps count once
+def test_time_shares_split_the_time_among_the_spans_running_at_once():
+    assert profiling.time_shares([]) == []
+    assert profiling.time_shares([(0, 10), (5, 10), (30, 5)]) == [7.5, 7.5, 5]  # 5..10 shared by two
     rng = np.random.default_rng(0)
-    intervals = [(float(s), float(d)) for s, d in zip(rng.uniform(0, 100, 50), rng.uniform(0, 5, 50))]
-    grid = np.arange(0, 110, 0.001)  # brute force: the grid points inside some interval
-    inside = np.zeros_like(grid, bool)
-    for start, duration in intervals:
-        inside |= (grid >= start) & (grid < start + duration)
-    assert profiling.covered(intervals) == pytest.approx(inside.sum() * 0.001, abs=0.01)
+    spans = [(float(s), float(d)) for s, d in zip(rng.uniform(0, 100, 40), rng.uniform(0, 8, 40))]
+    step = 0.001  # brute force: at each grid point, each running span gets 1/k of the step
+    grid = np.arange(0, 110, step) + step / 2
+    running = np.array([(grid >= s) & (grid < s + d) for s, d in spans])  # (spans, points)
+    count = running.sum(axis=0)
+    expected = (running / np.maximum(count, 1)).sum(axis=1) * step
+    np.testing.assert_allclose(profiling.time_shares(spans), expected, atol=0.01)
+    assert sum(profiling.time_shares(spans)) == pytest.approx((count > 0).sum() * step, abs=0.01)
+
+
+def test_an_operation_that_finishes_on_the_thread_pool_spans_to_its_end_event():
+    events = [("conv.1", 0.0, 0.05), ("end: conv.1", 3.0, 0.01), ("add.2", 3.1, 0.5), ("end: add.2", 3.6, 0.0),
+              ("$python frame", 0.0, 5.0), ("conv.1", 10.0, 0.05), ("end: conv.1", 12.0, 0.01), ("dot.3", 13.0, 1.0)]
+    spans = profiling.operation_spans(events, {"conv.1": None, "add.2": None, "dot.3": None})
+    assert spans == [("conv.1", 0.0, 3.01), ("add.2", 3.1, 0.5), ("conv.1", 10.0, 2.01), ("dot.3", 13.0, 1.0)]
+
+
+def test_each_instruction_knows_the_python_line_that_made_it():
+    def fn(x):
+        y = jnp.tanh(x) * 3.0  # LINE tanh
+        return y @ y.T  # LINE dot
+
+    lines = {tag: number for number, text in enumerate(open(__file__).read().splitlines(), 1)
+             for tag in ("LINE tanh", "LINE dot") if text.rstrip().endswith(f"# {tag}")}
+    x = jnp.ones((64, 64))
+    instructions = profiling.hlo_instructions(jax.jit(fn).lower(x).compile().as_text())
+    by_kind = {profiling.hlo_kind(i.opcode, i.fused): i.source for i in instructions.values() if i.source}
+    assert by_kind["matmul"] == f"fn (test_profiling.py:{lines['LINE dot']})"
+    assert by_kind["elementwise"] == f"fn (test_profiling.py:{lines['LINE tanh']})"
 
 
 def test_hlo_kind_takes_a_fusion_by_the_heaviest_op_it_fuses():
@@ -65,7 +87,11 @@ def test_the_train_step_profile_holds_every_kind_of_work_of_the_unet(tmp_path, t
     by_kind, ops = profiling.jax_profile(run, hlo_text(), tmp_path / "trace", steps=2)
     for kind in ("convolution", "matmul", "reduction", "elementwise"):
         assert by_kind[kind] > 0, kind
-    assert all(shape.startswith(("f32[", "s32[", "u32[", "pred[", "(")) for *_, shape in ops)
+    assert all(shape.startswith(("f32[", "s32[", "u32[", "pred[", "(")) for _, _, _, shape, _ in ops)
+    # the lines of code behind the time: the U-Net's convolutions among them
+    lines = profiling.by_source(ops)
+    assert any(kind == "convolution" and source.startswith("conv (unet.py:") for _, kind, source in lines)
+    assert [ms for ms, *_ in lines] == sorted((ms for ms, *_ in lines), reverse=True)
     profiling.print_profile(by_kind, ops)
     table = capsys.readouterr().out
     shares = [float(line.split("|")[3].strip("% ")) for line in table.splitlines()
@@ -89,7 +115,7 @@ def test_a_torch_program_of_one_kind_of_work_is_profiled_as_that_kind():
 def test_bench_keeps_the_profile_of_a_config_in_its_row(tmp_path, tiny_config, capsys):
     row = bench.bench(tiny_config, with_torch=False, peak=1e9, profile_dir=tmp_path / "trace")
     profile = row["profile"]
-    assert set(profile) == {"jax", "jax_top"}
+    assert set(profile) == {"jax", "jax_top", "jax_lines"}
     assert set(profile["jax"]) == {*profiling.KINDS, profiling.BETWEEN}
     assert len(profile["jax_top"]) <= bench.PROFILE_TOP * len(profiling.KINDS)
     for kind in profiling.KINDS:  # the heaviest of each kind, heaviest first
