@@ -175,28 +175,33 @@ def peak_flops(hardware, bf16):
     return HARDWARE[hardware][1 if bf16 else 0] * 1e12
 
 
-def print_plan(named_configs, hardware="H100", devices=1, utilization=0.4, bf16=False):
-    """One line per run and a total: FLOPs by part, evaluation's share, projected time."""
+PARTS = ["train", "losses", "sampling", "references", "distances", "features"]  # on the device
+
+
+def plan_table(named_configs, hardware="H100", devices=1, utilization=0.4, bf16=False):
+    """(lines of text, {run name, and 'total' for several runs: evaluation's share of its device
+    FLOPs}): one line per run and a total, with FLOPs by part, evaluation's share, projected time."""
     peak = peak_flops(hardware, bf16) * devices * utilization
-    parts = ["train", "losses", "sampling", "references", "distances", "features"]
-    print(f"FLOPs (XLA cost analysis) and time on {devices} x {hardware} at {utilization:.0%} of "
-          f"{peak / devices / utilization / 1e12:.1f} TFLOP/s each"
-          + ("" if hardware == "cpu" else f" ({'bfloat16' if bf16 else PRECISIONS})"))
-    print(f"{'run':<16}" + "".join(f"{p:>12}" for p in parts) + f"{'eval share':>12}{'host':>10}{'time':>10}")
-    total = dict.fromkeys(parts + ["host"], 0.0)
-    for name, cfg in named_configs:
-        costs = run_costs(cfg)
-        device = sum(costs[p] for p in parts)
-        share = 1 - costs["train"] / device
-        print(f"{name:<16}" + "".join(f"{costs[p]:>12.3g}" for p in parts)
-              + f"{share:>12.1%}{costs['host']:>10.2g}{duration(device / peak):>10}")
+    lines = [f"FLOPs (XLA cost analysis) and time on {devices} x {hardware} at {utilization:.0%} of "
+             f"{peak / devices / utilization / 1e12:.1f} TFLOP/s each"
+             + ("" if hardware == "cpu" else f" ({'bfloat16' if bf16 else PRECISIONS})"),
+             f"{'run':<16}" + "".join(f"{p:>12}" for p in PARTS) + f"{'eval share':>12}{'host':>10}{'time':>10}"]
+    total, shares = dict.fromkeys(PARTS + ["host"], 0.0), {}
+    rows = [(name, run_costs(cfg)) for name, cfg in named_configs]
+    for name, costs in rows:
         for part in total:
             total[part] += costs[part]
-    if len(named_configs) > 1:
-        device = sum(total[p] for p in parts)
-        print(f"{'total':<16}" + "".join(f"{total[p]:>12.3g}" for p in parts)
-              + f"{1 - total['train'] / device:>12.1%}{total['host']:>10.2g}{duration(device / peak):>10}")
-    return total
+    for name, costs in rows + ([("total", total)] if len(rows) > 1 else []):
+        device = sum(costs[p] for p in PARTS)
+        shares[name] = 1 - costs["train"] / device
+        lines.append(f"{name:<16}" + "".join(f"{costs[p]:>12.3g}" for p in PARTS)
+                     + f"{shares[name]:>12.1%}{costs['host']:>10.2g}{duration(device / peak):>10}")
+    return lines, shares
+
+
+def print_plan(named_configs, hardware="H100", devices=1, utilization=0.4, bf16=False):
+    """Print plan_table's lines."""
+    print("\n".join(plan_table(named_configs, hardware, devices, utilization, bf16)[0]))
 
 
 def add_arguments(parser):

@@ -10,8 +10,8 @@ twin, and where the sweep ran (CPU, cores, OS, python, jax and numpy versions, t
 whether the tree had uncommitted changes, from each run's provenance.json; the training time
 from the logs); beside it the axis figures, as PNG. A record is written whole or not at all,
 and a folder that is damaged, or holds another preset's axis, is a one-line RecordError.
-`python bench.py --suite --publish` writes docs/results/bench/record.json. report.py writes the
-documents from the records.
+`python bench.py --suite --publish` writes docs/results/bench/record.json, and `python report.py
+plan` the paper preset's cost plan (publish_plan). report.py writes the documents from the records.
 """
 import json
 import os
@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 
 import metrics
+import rundir
+import study
 import sweep
+import train
 
 RESULTS_DIR = Path(__file__).resolve().parent / "docs" / "results"
 
@@ -163,6 +166,38 @@ def publish(sweep_dir, results_dir=RESULTS_DIR):
     return dest
 
 
+# The cost plan METHODS.md shows, as tables: (axis, or None for the preset's default run,
+# hardware, devices), all at PLAN_UTILIZATION
+PLAN_TABLES = [(None, "H100", 1), ("data", "TPU-v5p", 16)]
+PLAN_UTILIZATION = 0.4
+
+
+def publish_plan(preset="paper", results_dir=RESULTS_DIR):
+    """The cost plan of a preset as a record, docs/results/plan-<preset>/: PLAN_TABLES' tables
+    as plan.py prints them, and the evaluation's share of every run of every axis of the preset
+    and of its dense evaluation's default run (plan.py and sweep.py --plan compute each; nothing
+    trains)."""
+    import plan  # jax and the networks, only to publish a plan
+
+    def named_configs(preset_name, axis):
+        if axis is None:
+            return [("run", train.make_config(dict(study.PRESETS[preset_name])))]
+        return sweep.run_configs(preset_name, axis, Path("sweeps") / f"{preset_name}-{axis}", {})
+
+    tables = [{"axis": axis, "hardware": hardware, "devices": devices,
+               "lines": plan.plan_table(named_configs(preset, axis), hardware, devices, PLAN_UTILIZATION)[0]}
+              for axis, hardware, devices in PLAN_TABLES]
+    shares = {"run": plan.plan_table(named_configs(preset, None))[1]["run"],
+              "axes": {axis: plan.plan_table(named_configs(preset, axis))[1] for axis in study.AXES[preset]}}
+    if f"{preset}-dense" in study.PRESETS:
+        shares["dense run"] = plan.plan_table(named_configs(f"{preset}-dense", None))[1]["run"]
+    record = {"kind": "plan", "preset": preset, "command": f"python report.py plan {preset}",
+              "utilization": PLAN_UTILIZATION, "tables": tables, "shares": shares, "ran_on": rundir.machine()}
+    dest = write_record(record, {}, Path(results_dir) / f"plan-{preset}")
+    print(f"published {dest}")
+    return dest
+
+
 def load_records(results_dir=RESULTS_DIR):
     """{folder name: record} of every record folder, each checked: its record.json is whole,
     it is the preset and axis its name says, and its figures are there."""
@@ -173,7 +208,9 @@ def load_records(results_dir=RESULTS_DIR):
         except (OSError, ValueError) as err:
             raise RecordError(f"{folder}: no readable record.json ({type(err).__name__}); publish it again "
                               f"(python report.py publish SWEEP_DIR) or delete the folder") from None
-        expected = "bench" if record.get("kind") == "bench" else f"{record.get('preset')}-{record.get('axis')}"
+        kind = record.get("kind")
+        expected = ("bench" if kind == "bench" else f"plan-{record.get('preset')}" if kind == "plan"
+                    else f"{record.get('preset')}-{record.get('axis')}")
         if folder.name != expected:
             raise RecordError(f"{folder} holds the record of {expected}; move it to {folder.parent / expected}")
         if missing := [f for f in record.get("figures", []) if not (folder / f).exists()]:

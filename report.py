@@ -1,9 +1,10 @@
 """The study's results document, written by the code from the committed records alone
-(records.py): docs/RESULTS.md, and the README's findings table, pre-memorization summary and
-speed summary.
+(records.py): docs/RESULTS.md, the README's findings table, pre-memorization summary and speed
+summary, and METHODS.md's cost plan.
 
     python report.py publish sweeps/cpu-batch   # the sweep's record -> docs/results/cpu-batch/
     python report.py                            # docs/results/* -> docs/RESULTS.md, README.md's blocks
+    python report.py plan                       # the paper preset's cost plan -> docs/results/plan-paper/
 
 One axis can be re-run and re-published on its own; the document is regenerated from whatever
 records there are, and an axis without one shows the command that makes it. The paper's
@@ -23,6 +24,7 @@ import study
 
 DOCUMENT = records.RESULTS_DIR.parent / "RESULTS.md"
 README = records.RESULTS_DIR.parents[1] / "README.md"
+METHODS = records.RESULTS_DIR.parent / "METHODS.md"
 AXIS_TITLES = {"batch": "Batch size", "data": "Dataset size", "model": "Model size", "lr": "Learning rate"}
 PRE_MEMORIZATION_FIGURES = ("distances_", "twins")  # shown in their own section, not the axis'
 
@@ -113,7 +115,8 @@ def pre_memorization_summary(results):
     tally = lambda when: ", ".join(f"the {name} in {count}" for key, name in metrics.REFERENCES.items()
                                    if (count := sum(findings.nearest(a[when]) == key for a in middle)))
     near = findings.closest_near_tau(middle)
-    text = (f"On the {' and '.join(axes)} {'axes' if len(axes) > 1 else 'axis'} ({len(middle)} runs), at middle noise "
+    names = ", ".join(axes[:-1]) + " and " + axes[-1] if len(axes) > 1 else axes[0]
+    text = (f"On the {names} {'axes' if len(axes) > 1 else 'axis'} ({len(middle)} runs), at middle noise "
             f"levels: at the last evaluation before tau_mem the network is nearest {tally('before')} runs; at the "
             f"end, nearest {tally('end')}. It comes closest to the patch memorizer within a factor "
             f"{findings.NEAR_TAU:g} of tau_mem in {near['patch']} of {len(middle)} runs.")
@@ -311,6 +314,34 @@ def bench_section(record):
     return lines + ["", ran_on(record["ran_on"]), ""]
 
 
+def plan_text(record):
+    """METHODS.md's cost plan of the paper preset, from its record (records.publish_plan)."""
+    if record is None:
+        return "No cost plan recorded yet: `python report.py plan`."
+    percent = lambda share: f"{100 * share:.1f}%"
+    lines = []
+    for table in record["tables"]:
+        where = f"--hardware {table['hardware']} --devices {table['devices']}"
+        command = (f"python plan.py --preset {record['preset']} {where}" if table["axis"] is None else
+                   f"python sweep.py --axis {table['axis']} --preset {record['preset']} --plan {where}")
+        lines += [f"`{command} --utilization {record['utilization']}`:", "", "```", *table["lines"], "```", ""]
+    axes = record["shares"]["axes"]
+    others = []
+    for axis, shares in axes.items():
+        runs = {name: share for name, share in shares.items() if name != "total"}
+        top = max(runs, key=runs.get)
+        others.append(f"{percent(shares['total'])} of the {axis} axis (its {top} run spends the largest share on "
+                      f"it, {percent(runs[top])})")
+    lines.append("Evaluation is " + "; ".join(others) + ".")
+    if "dense run" in record["shares"]:
+        dense = record["shares"]["dense run"]
+        lines.append(f"With the paper's own evaluation (`--preset {record['preset']}-dense`) the default run's "
+                     f"evaluation share is {percent(dense)} (its evaluation costs {dense / (1 - dense):.1f} times "
+                     f"its training), against {percent(record['shares']['run'])} for `--preset {record['preset']}`.")
+    return "\n".join(lines + ["", f"Written by `{record['command']}` from the code at commit "
+                              f"{str(record['ran_on'].get('commit', '?'))[:12]}."])
+
+
 def findings_table(found, link_prefix):
     lines = ["| paper finding | rule | on the cpu study | evidence |", "|---|---|---|---|"]
     for finding, rule, result, evidence, anchors in found:
@@ -343,7 +374,7 @@ def document(results):
     return "\n".join(lines).rstrip() + "\n", found
 
 
-def report(results_dir=records.RESULTS_DIR, document_path=DOCUMENT, readme=README):
+def report(results_dir=records.RESULTS_DIR, document_path=DOCUMENT, readme=README, methods=METHODS):
     results = records.load_records(results_dir)
     text, found = document(results)
     with files.atomic_write(document_path, "w") as file:
@@ -351,14 +382,17 @@ def report(results_dir=records.RESULTS_DIR, document_path=DOCUMENT, readme=READM
     files.replace_block(readme, "findings", findings_table(found, "docs/RESULTS.md"))
     files.replace_block(readme, "pre-memorization", pre_memorization_summary(results))
     files.replace_block(readme, "speed", speed_summary(results.get("bench")))
+    files.replace_block(methods, "cost-plan", plan_text(results.get("plan-paper")))
     print(f"wrote {document_path} from {len(results)} records ({', '.join(results) or 'none'}), and the findings "
-          f"table, the pre-memorization summary and the speed summary of {readme}")
+          f"table, the pre-memorization summary and the speed summary of {readme}, and the cost plan of {methods}")
 
 
 def main(argv):
     try:
         if argv[:1] == ["publish"] and len(argv) == 2:
             records.publish(argv[1])
+        elif argv[:1] == ["plan"] and len(argv) <= 2:
+            records.publish_plan(*argv[1:])
         elif argv:
             raise SystemExit(f"error: unknown arguments {' '.join(argv)}; usage:\n{__doc__.split(chr(10) * 2)[1]}")
         report()

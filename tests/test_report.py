@@ -13,6 +13,7 @@ import profiling
 import records
 import report
 import rundir
+import study
 import sweep
 from conftest import TINY
 
@@ -232,3 +233,34 @@ def test_the_speed_summary_names_where_jax_spends_more_than_torch():
     assert "| layout copy | 60.0 | 40% | 5.0 | 5% | +55.0 |" in section
     assert "transpose_copy_fusion.3 `f32[32,16,16,128]` 31.00" in section and "`aten::copy_` 4.00" in section
     assert "convolution.1" not in section  # only the kind with the widest gap is itemized
+
+
+def test_the_cost_plan_record_and_its_text(tmp_path, monkeypatch):
+    """publish_plan asks plan.py for each table and share (stood in for here: the paper model's
+    cost analysis takes minutes) and report.plan_text writes METHODS.md's block from the record."""
+    import plan
+
+    asked = []
+
+    def fake_plan_table(named_configs, hardware="H100", devices=1, utilization=0.4, bf16=False):
+        asked.append(([name for name, _ in named_configs], hardware, devices))
+        names = [name for name, _ in named_configs]
+        shares = {name: 0.1 * (i + 1) for i, name in enumerate(names)}
+        if named_configs[0][1].num_sample_evals == 30:  # the dense preset's default run
+            shares = {"run": 0.9}
+        if len(names) > 1:
+            shares["total"] = 0.25
+        return [f"header {hardware} x {devices}", "columns", *[f"row {name}" for name in names]], shares
+
+    monkeypatch.setattr(plan, "plan_table", fake_plan_table)
+    records.publish_plan("paper", tmp_path)
+    record = records.load_records(tmp_path)["plan-paper"]
+    assert [t["axis"] for t in record["tables"]] == [None, "data"]
+    assert record["tables"][1]["lines"][0] == "header TPU-v5p x 16"
+    assert set(record["shares"]["axes"]) == set(study.AXES["paper"])
+    assert (["data_2048", "data_4096", "data_8192", "data_16384"], "TPU-v5p", 16) in asked
+    text = report.plan_text(record)
+    assert "`python sweep.py --axis data --preset paper --plan --hardware TPU-v5p --devices 16 --utilization 0.4`:" in text
+    assert "`python plan.py --preset paper --hardware H100 --devices 1 --utilization 0.4`:" in text
+    assert "25.0% of the data axis (its data_16384 run spends the largest share on it, 40.0%)" in text
+    assert "evaluation share is 90.0% (its evaluation costs 9.0 times its training), against 10.0%" in text
