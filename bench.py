@@ -156,13 +156,14 @@ def step_flops(cfg, params, images, labels):
 
 
 def jax_euler_step(cfg, params, n):
-    """One Euler step of the sampler on n images (n a multiple of the device count)."""
+    """(run, hlo_text): one Euler step of the sampler on n images (n a multiple of the device
+    count), and the text of its compiled program."""
     velocity = train.velocity_fn(cfg)
     euler = parallel.data_parallel(lambda p, x, t, y: x + velocity(p, x, t, y) / cfg.sample_steps)
     params = parallel.replicate(params)
     x, labels = fake_batch(cfg, n, seed=1)
-    x, t, y = parallel.shard(x), parallel.shard(np.full(n, 0.5, np.float32)), parallel.shard(labels)
-    return lambda: euler(params, x, t, y)
+    inputs = (params, parallel.shard(x), parallel.shard(np.full(n, 0.5, np.float32)), parallel.shard(labels))
+    return lambda: euler(*inputs), lambda: euler.lower(*inputs).compile().as_text()
 
 
 # --- the PyTorch side (--torch) -------------------------------------------------------------
@@ -243,7 +244,7 @@ def bench(cfg, with_torch, peak, profile_dir=None):
     state = train.init_state(cfg)
     jax_train, jax_hlo_text = jax_train_step(cfg, state, images, labels)
     compile_s = first_call_seconds(jax_train)
-    jax_sample = jax_euler_step(cfg, state["ema"], n_sample)
+    jax_sample, sample_hlo_text = jax_euler_step(cfg, state["ema"], n_sample)
     first_call_seconds(jax_sample)
     flops = step_flops(cfg, state["params"], images, labels)
     fns = {"train": jax_train, "sample": jax_sample}
@@ -291,15 +292,26 @@ def bench(cfg, with_torch, peak, profile_dir=None):
               + (f", JAX / torch.compile: train {row['train_ms'] / row['compile_ms']:.2f}x" if "compile_ms" in row else "")
               + f"; sampling time JAX / torch {t['sample'] / t['torch sample']:.2f}x")
     if profile_dir:
-        jax_kinds, jax_ops = profiling.jax_profile(jax_train, jax_hlo_text(), profile_dir)
-        torch_kinds, torch_ops = profiling.torch_profile(twin["eager"]) if with_torch else (None, None)
-        profiling.print_profile(jax_kinds, jax_ops, torch_kinds, torch_ops)
-        print(f"\nthe JAX trace is in {profile_dir}: open its perfetto_trace.json.gz in ui.perfetto.dev")
-        row["profile"] = {"jax": jax_kinds, "jax_top": profiling.heaviest_by_kind(jax_ops, PROFILE_TOP),
-                          "jax_lines": profiling.heaviest_by_kind(profiling.by_source(jax_ops), PROFILE_TOP),
-                          **({"torch": torch_kinds, "torch_top": profiling.heaviest_by_kind(torch_ops, PROFILE_TOP)}
-                             if with_torch else {})}
+        row["profile"] = {
+            "train": profile(jax_train, jax_hlo_text(), twin.get("eager"), Path(profile_dir) / "train", "train step"),
+            "sample": profile(jax_sample, sample_hlo_text(), twin.get("sample"), Path(profile_dir) / "sample",
+                              f"sampler's Euler step on {n_sample} images")}
+        print(f"\nthe JAX traces are in {profile_dir}/train and /sample: open their perfetto_trace.json.gz in "
+              f"ui.perfetto.dev")
     return row
+
+
+def profile(jax_run, hlo_text, torch_run, trace_dir, what):
+    """Where the time of a JAX step (and of its torch twin, where given) goes; prints it and
+    returns what the suite's record keeps: the kinds, the heaviest operations and lines."""
+    jax_kinds, jax_ops = profiling.jax_profile(jax_run, hlo_text, trace_dir)
+    torch_kinds, torch_ops = profiling.torch_profile(torch_run) if torch_run else (None, None)
+    profiling.print_profile(jax_kinds, jax_ops, torch_kinds, torch_ops, what=what)
+    kept = {"jax": jax_kinds, "jax_top": profiling.heaviest_by_kind(jax_ops, PROFILE_TOP),
+            "jax_lines": profiling.heaviest_by_kind(profiling.by_source(jax_ops), PROFILE_TOP)}
+    if torch_run:
+        kept.update(torch=torch_kinds, torch_top=profiling.heaviest_by_kind(torch_ops, PROFILE_TOP))
+    return kept
 
 
 def feature_spaces(n_images=64, image_size=32, batch=64):

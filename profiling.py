@@ -15,6 +15,10 @@ difference:
   between operations   the profiled steps' wall time in which no operation ran: the runtime
                scheduling and launching them (XLA), Python and the dispatcher (torch)
 
+On XLA's side the kinds and the time between operations add up to the wall time of a step:
+an operation that finishes on the thread pool is timed to its "end:" event, and operations
+running side by side share the time (jax_profile).
+
     python bench.py --preset cpu --batch_size 128 --torch --profile /tmp/trace
 """
 import bisect
@@ -86,8 +90,10 @@ def hlo_instructions(hlo_text):
             frame = re.search(r"stack_frame_id=(\d+)", line)
             if current is not None:
                 computations[current].add(opcode)
-                if frame:
-                    frames[current].insert(0, frame[1]) if is_root else frames[current].append(frame[1])
+                if frame and is_root:
+                    frames[current].insert(0, frame[1])
+                elif frame:
+                    frames[current].append(frame[1])
             calls = re.search(r"calls=%?([\w.\-]+)", line)
             raw.setdefault(name, (opcode, shape, calls[1] if calls else None, frame[1] if frame else None))
     instructions = {}
@@ -165,10 +171,10 @@ def operation_spans(events, instructions):
 def jax_profile(run, hlo_text, trace_dir, steps=5):
     """Trace `steps` calls of run() (a train step already compiled, whose program's HLO text is
     hlo_text) into trace_dir. Returns ({kind: ms per step, and BETWEEN}, [(ms per step, kind,
-    instruction, output shape, source line)] heaviest first). XLA runs independent operations side by side
-    (and the devices' programs too): an operation is given its share of the time it ran
-    (time_shares), so the kinds and BETWEEN, the wall time in which no operation ran, add up to
-    the wall time of a step."""
+    instruction, output shape, source line)] heaviest first). XLA runs independent operations
+    side by side (and the devices' programs too): an operation is given its share of the time
+    it ran (time_shares), so the kinds and BETWEEN, the wall time in which no operation ran,
+    add up to the wall time of a step."""
     with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
         start = time.perf_counter()
         for _ in range(steps):
@@ -193,7 +199,7 @@ def torch_kind(op_name):
     name = op_name.removeprefix("aten::")
     if "conv" in name:
         return "convolution"
-    if name in ("mm", "bmm", "addmm", "baddbmm", "matmul", "linear", "_efficient_attention_forward") or "attention" in name:
+    if name in ("mm", "bmm", "addmm", "baddbmm", "matmul", "linear") or "attention" in name:
         return "matmul"
     if "norm" in name or "softmax" in name or name in ("sum", "mean", "var", "std", "var_mean"):
         return "reduction"
@@ -258,14 +264,14 @@ def profile_table(jax_kinds, torch_kinds=None):
             line += (f" {torch_kinds[kind]:.1f} | {100 * torch_kinds[kind] / torch_total:.0f}% | "
                      f"{jax_kinds[kind] - torch_kinds[kind]:+.1f} |")
         lines.append(line)
-    lines.append(f"| sum of the rows | {jax_total:.1f} | |" + (f" {torch_total:.1f} | | {jax_total - torch_total:+.1f} |"
-                                                               if both else ""))
+    last = f"| sum of the rows | {jax_total:.1f} | |"
+    lines.append(last + (f" {torch_total:.1f} | | {jax_total - torch_total:+.1f} |" if both else ""))
     return lines
 
 
-def print_profile(jax_kinds, jax_ops, torch_kinds=None, torch_ops=None, top=12):
+def print_profile(jax_kinds, jax_ops, torch_kinds=None, torch_ops=None, top=12, what="train step"):
     """The table of kinds (JAX beside torch where given) and the heaviest operations of each side."""
-    print("\nwhere a train step's time goes, ms per step (5 profiled steps; profiling slows a step a little)")
+    print(f"\nwhere the time of a {what} goes, ms per step (5 profiled steps; profiling slows a step a little)")
     print("\n".join(profile_table(jax_kinds, torch_kinds)))
     for side, ops in (("JAX", jax_ops), ("torch", torch_ops)):
         if ops:

@@ -241,18 +241,28 @@ def ran_on(where, seconds=None, subject="Ran"):
     return text + (f"; training time {seconds / 60:.1f} min (the runs' logs)." if seconds else ".")
 
 
-def speed_answers(record):
-    """[(config, JAX/eager ratio or None, [(kind, JAX - torch ms per step)] largest first, the
-    kind of operation with the widest gap or None)] for each config of a bench record; the
-    excess by kind only where the config was profiled with torch beside it."""
-    ratio_at = record["columns"].index("JAX/eager") if "JAX/eager" in record["columns"] else None
+# the two steps bench.py times and profiles: (name in a profile, what it is, JAX / torch time
+# ratio from a row of the record's table)
+STEPS = {"train": ("train step", lambda row: float(row["JAX/eager"])),
+         "sample": ("sampler's Euler step", lambda row: float(row["torch sample img/s"]) / float(row["sample img/s"]))}
+
+
+def speed_answers(record, step="train"):
+    """[(config, JAX / torch eager time of the step or None, [(kind, JAX - torch ms per step)]
+    largest first, the kind of operation with the widest gap or None)] for each config of a
+    bench record; the excess by kind only where the config was profiled with torch beside it."""
     answers = []
-    for row in record["rows"]:
-        profile = record.get("profiles", {}).get(row[0], {})
+    for values in record["rows"]:
+        row = dict(zip(record["columns"], values))
+        try:
+            ratio = STEPS[step][1](row)
+        except (KeyError, ValueError):  # run without --torch
+            ratio = None
+        profile = record.get("profiles", {}).get(values[0], {}).get(step, {})
         excess = sorted(((kind, profile["jax"][kind] - profile["torch"][kind]) for kind in profile["jax"]),
                         key=lambda pair: -pair[1]) if "torch" in profile else []
         widest = next((kind for kind, ms in excess if kind in profiling.KINDS and ms > 0), None)
-        answers.append((row[0], float(row[ratio_at]) if ratio_at is not None else None, excess, widest))
+        answers.append((values[0], ratio, excess, widest))
     return answers
 
 
@@ -266,26 +276,48 @@ def lines_text(profile, kind):
 
 
 def speed_summary(record):
-    """The README's lines on speed: each config's JAX / torch eager ratio, and where one is above
-    1.0, the kinds of work JAX spends more on than torch, largest first, and the lines of code
-    whose operations make the widest gap."""
+    """The README's lines on speed: for each step and config, the JAX / torch eager time, and
+    where it is above 1.0, the kinds of work JAX spends more on than torch, largest first, and
+    the lines of code whose operations make the widest gap."""
     if record is None:
         return "No benchmark record yet: `python bench.py --suite --torch --profile /tmp/trace --publish`."
     lines = []
-    for config, ratio, excess, widest in speed_answers(record):
-        profile = record.get("profiles", {}).get(config, {})
-        if ratio is None:
-            lines.append(f"- {config}: not compared with torch (`--torch`).")
-        elif ratio <= 1.0:
-            lines.append(f"- {config}: JAX / torch eager {ratio:.2f}, at or below torch.")
-        elif excess:
-            where = lines_text(profile, widest) if widest else ""
-            lines.append(f"- {config}: JAX / torch eager {ratio:.2f}. JAX's time beyond torch's, by kind of work: "
-                         f"{excess_text(excess)}." + (f" The widest gap, {widest}, is mostly {where}." if where else ""))
-        else:
-            lines.append(f"- {config}: JAX / torch eager {ratio:.2f}; not profiled (`--profile DIR`).")
+    for step, (what, _) in STEPS.items():
+        for config, ratio, excess, widest in speed_answers(record, step):
+            profile = record.get("profiles", {}).get(config, {}).get(step, {})
+            head = f"- {what}, {config}: JAX / torch eager time {ratio:.2f}" if ratio is not None else ""
+            if ratio is None:
+                lines.append(f"- {what}, {config}: not compared with torch (`--torch`).")
+            elif ratio <= 1.0:
+                lines.append(f"{head}, at or below torch.")
+            elif excess:
+                where = lines_text(profile, widest) if widest else ""
+                lines.append(f"{head}. JAX's time beyond torch's, by kind of work: {excess_text(excess)}."
+                             + (f" The widest gap, {widest}, is mostly {where}." if where else ""))
+            else:
+                lines.append(f"{head}; not profiled (`--profile DIR`).")
     return "\n".join(lines + ["", "Measured by `" + record["command"] + "`: [the table, the profiles and where it ran]"
                               "(docs/RESULTS.md#speed-on-a-cpu-against-pytorch)."])
+
+
+def profile_section(config, what, ratio, excess, widest, profile):
+    """RESULTS' lines on where one step's time goes on one config (bench.py --profile)."""
+    lines = ["", f"### Where the time goes: {what}, {config}", "", f"ms per {what} by kind of work, from 5 profiled "
+             "steps (`--profile`; profiling slows a step a little)" + (f"; JAX / torch eager time {ratio:.2f}."
+                                                                       if ratio is not None else "."),
+             "", *profiling.profile_table(profile["jax"], profile.get("torch"))]
+    if excess:
+        lines += ["", f"JAX's time beyond torch's, largest first: {excess_text(excess)}."]
+    if widest:
+        lines += ["", f"The kind of work with the widest gap, {widest}, ms per step:", ""]
+        if where := lines_text(profile, widest):
+            lines += [f"- the JAX lines of code whose operations take the most: {where}"]
+        for side in ("jax", "torch"):
+            heaviest = [f"{name} `{shape}` {ms:.2f}" if shape else f"`{name}` {ms:.2f}"
+                        for ms, kind, name, shape, *_ in profile.get(f"{side}_top", []) if kind == widest]
+            if heaviest:
+                lines += [f"- the heaviest {'JAX' if side == 'jax' else 'torch'} operations: {', '.join(heaviest)}"]
+    return lines
 
 
 def bench_section(record):
@@ -293,24 +325,10 @@ def bench_section(record):
              f"[METHODS.md](METHODS.md#how-speed-is-measured). Matmul rate {record['matmul_gflops']:.0f} GFLOP/s.", "",
              "| " + " | ".join(record["columns"]) + " |", "|" + "---|" * len(record["columns"])]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in record["rows"]]
-    for config, ratio, excess, widest in speed_answers(record):
-        profile = record.get("profiles", {}).get(config)
-        if not profile:
-            continue
-        lines += ["", f"### Where the time goes: {config}", "", "ms per train step by kind of work, from 5 profiled "
-                  "steps (`--profile`; profiling slows a step a little)" + (f"; JAX / torch eager {ratio:.2f}." if ratio else "."),
-                  "", *profiling.profile_table(profile["jax"], profile.get("torch"))]
-        if excess:
-            lines += ["", f"JAX's time beyond torch's, largest first: {excess_text(excess)}."]
-        if widest:
-            lines += ["", f"The kind of work with the widest gap, {widest}, ms per step:", ""]
-            if where := lines_text(profile, widest):
-                lines += [f"- the JAX lines of code whose operations take the most: {where}"]
-            for side in ("jax", "torch"):
-                heaviest = [f"{name} `{shape}` {ms:.2f}" if shape else f"`{name}` {ms:.2f}"
-                            for ms, kind, name, shape, *_ in profile.get(f"{side}_top", []) if kind == widest]
-                if heaviest:
-                    lines += [f"- the heaviest {'JAX' if side == 'jax' else 'torch'} operations: {', '.join(heaviest)}"]
+    for step, (what, _) in STEPS.items():
+        for config, ratio, excess, widest in speed_answers(record, step):
+            if profile := record.get("profiles", {}).get(config, {}).get(step):
+                lines += profile_section(config, what, ratio, excess, widest, profile)
     return lines + ["", ran_on(record["ran_on"]), ""]
 
 

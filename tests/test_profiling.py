@@ -114,11 +114,14 @@ def test_a_torch_program_of_one_kind_of_work_is_profiled_as_that_kind():
 
 def test_bench_keeps_the_profile_of_a_config_in_its_row(tmp_path, tiny_config, capsys):
     row = bench.bench(tiny_config, with_torch=False, peak=1e9, profile_dir=tmp_path / "trace")
-    profile = row["profile"]
+    assert set(row["profile"]) == {"train", "sample"}
+    assert set(row["profile"]["sample"]) == {"jax", "jax_top", "jax_lines"}
+    profile = row["profile"]["train"]
     assert set(profile) == {"jax", "jax_top", "jax_lines"}
     assert set(profile["jax"]) == {*profiling.KINDS, profiling.BETWEEN}
     assert len(profile["jax_top"]) <= bench.PROFILE_TOP * len(profiling.KINDS)
     for kind in profiling.KINDS:  # the heaviest of each kind, heaviest first
         of_kind = [ms for ms, k, *_ in profile["jax_top"] if k == kind]
         assert of_kind == sorted(of_kind, reverse=True)
-    assert "where a train step's time goes" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "where the time of a train step goes" in printed and "of a sampler's Euler step on 8 images" in printed

@@ -203,33 +203,37 @@ def test_findings_rules_on_closed_cases():
 
 
 def test_the_speed_summary_names_where_jax_spends_more_than_torch():
-    """A bench record of two configs, one at 0.80 of torch's step and one at 1.50, the second
-    profiled: the summary says the first is at or below torch, and lists the second's excess by
-    kind, largest first (between operations included), with the lines of code behind the kind
-    with the widest gap; the document shows that kind's heaviest JAX and torch operations."""
+    """A bench record of two configs, one at 0.80 of torch's train step and one at 1.50, the
+    second profiled: the summary says the first is at or below torch, and lists the second's
+    excess by kind, largest first (between operations included), with the lines of code behind
+    the kind with the widest gap; the document shows that kind's heaviest JAX and torch
+    operations. Sampling: JAX's time per image over torch's, from the two img/s columns."""
     kinds = lambda **ms: {kind: ms.get(kind.replace(" ", "_"), 0.0) for kind in (*profiling.KINDS, profiling.BETWEEN)}
     record = {"kind": "bench", "command": "python bench.py --suite --torch --profile DIR", "matmul_gflops": 200.0,
-              "columns": ["config", "JAX ms", "torch eager ms", "JAX/eager"],
-              "rows": [["small", "8.0", "10.0", "0.80"], ["large", "150.0", "100.0", "1.50"]],
-              "profiles": {"large": {
+              "columns": ["config", "JAX ms", "sample img/s", "torch eager ms", "JAX/eager", "torch sample img/s"],
+              "rows": [["small", "8.0", "100", "10.0", "0.80", "50"], ["large", "150.0", "10", "100.0", "1.50", "12"]],
+              "profiles": {"large": {"train": {
                   "jax": kinds(convolution=20, layout_copy=60, elementwise=30, between_operations=40),
                   "torch": kinds(convolution=70, layout_copy=5, elementwise=20, between_operations=5),
                   "jax_top": [[31.0, "layout copy", "transpose_copy_fusion.3", "f32[32,16,16,128]", ""],
                               [9.0, "convolution", "convolution.1", "f32[16,3,3,16]", "conv (unet.py:134)"]],
                   "jax_lines": [[40.0, "layout copy", "attention (unet.py:311)"], [9.0, "convolution", "conv (unet.py:134)"]],
-                  "torch_top": [[4.0, "layout copy", "aten::copy_", "", ""]]}},
+                  "torch_top": [[4.0, "layout copy", "aten::copy_", "", ""]]}}},
               "ran_on": {}}
     answers = report.speed_answers(record)
     assert answers[0] == ("small", 0.8, [], None)
     assert answers[1][:2] == ("large", 1.5) and answers[1][3] == "layout copy"
     assert [kind for kind, _ in answers[1][2]][:3] == ["layout copy", "between operations", "elementwise"]
     assert dict(answers[1][2])["convolution"] == pytest.approx(-50)
+    assert [(config, ratio) for config, ratio, *_ in report.speed_answers(record, "sample")] == [("small", 0.5),
+                                                                                               ("large", 1.2)]
     summary = report.speed_summary(record)
-    assert "- small: JAX / torch eager 0.80, at or below torch." in summary
+    assert "- train step, small: JAX / torch eager time 0.80, at or below torch." in summary
     assert "layout copy +55.0 ms, between operations +35.0 ms, elementwise +10.0 ms" in summary
     assert "The widest gap, layout copy, is mostly `attention (unet.py:311)` 40.0 ms." in summary
+    assert "- sampler's Euler step, large: JAX / torch eager time 1.20; not profiled" in summary
     section = "\n".join(report.bench_section(record))
-    assert "### Where the time goes: large" in section and "Where the time goes: small" not in section
+    assert "### Where the time goes: train step, large" in section and "Where the time goes: train step, small" not in section
     assert "| layout copy | 60.0 | 40% | 5.0 | 5% | +55.0 |" in section
     assert "transpose_copy_fusion.3 `f32[32,16,16,128]` 31.00" in section and "`aten::copy_` 4.00" in section
     assert "convolution.1" not in section  # only the kind with the widest gap is itemized
