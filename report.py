@@ -21,6 +21,7 @@ import metrics
 import profiling
 import records
 import study
+import sweep
 
 DOCUMENT = records.RESULTS_DIR.parent / "RESULTS.md"
 README = records.RESULTS_DIR.parents[1] / "README.md"
@@ -255,7 +256,7 @@ def speed_answers(record, step="train"):
     for values in record["rows"]:
         row = dict(zip(record["columns"], values))
         try:
-            ratio = STEPS[step][1](row)
+            ratio = round(STEPS[step][1](row), 2)  # as shown
         except (KeyError, ValueError):  # run without --torch
             ratio = None
         profile = record.get("profiles", {}).get(values[0], {}).get(step, {})
@@ -293,7 +294,8 @@ def speed_summary(record):
             elif excess:
                 where = lines_text(profile, widest) if widest else ""
                 lines.append(f"{head}. JAX's time beyond torch's, by kind of work: {excess_text(excess)}."
-                             + (f" The widest gap, {widest}, is mostly {where}." if where else ""))
+                             + (f" The widest gap is in {widest} work; JAX's time there is mostly in {where}."
+                                if where else ""))
             else:
                 lines.append(f"{head}; not profiled (`--profile DIR`).")
     return "\n".join(lines + ["", "Measured by `" + record["command"] + "`: [the table, the profiles and where it ran]"
@@ -332,6 +334,23 @@ def bench_section(record):
     return lines + ["", ran_on(record["ran_on"]), ""]
 
 
+def first_line_summary(record):
+    """What the README's first line prints at the end, from the batch axis' record (its runs are
+    the first line's), and how long they trained."""
+    if record is None:
+        return ("No record of the batch axis yet: `python sweep.py --axis batch`, then `python report.py publish "
+                "sweeps/cpu-batch`.")
+    where = record["ran_on"]
+    trained = (f"Its {len(record['rows'])} runs trained in {record['training_seconds'] / 60:.1f} min"
+               if record.get("training_seconds") else "It ran")
+    rows = [{key: float("nan") if value is None else value for key, value in row.items()}  # NaN is null in JSON
+            for row in record["rows"]]
+    return "\n".join(["```", *sweep.summary_lines(rows, record["field"]), "```", "",
+                      f"{trained} on a {where.get('cores', '?')}-core {where.get('cpu', '?')} "
+                      f"({where.get('devices', '?')}); the install and the compilations add a few minutes. The "
+                      f"table is the committed record's ([docs/results/cpu-batch](docs/results/cpu-batch/record.json))."])
+
+
 def plan_text(record):
     """METHODS.md's cost plan of the paper preset, from its record (records.publish_plan)."""
     if record is None:
@@ -356,8 +375,8 @@ def plan_text(record):
         lines.append(f"With the paper's own evaluation (`--preset {record['preset']}-dense`) the default run's "
                      f"evaluation share is {percent(dense)} (its evaluation costs {dense / (1 - dense):.1f} times "
                      f"its training), against {percent(record['shares']['run'])} for `--preset {record['preset']}`.")
-    return "\n".join(lines + ["", f"Written by `{record['command']}` from the code at commit "
-                              f"{str(record['ran_on'].get('commit', '?'))[:12]}."])
+    return "\n".join(lines + ["", f"Written by `{record['command']}` ([its record](results/plan-{record['preset']}/"
+                              f"record.json))."])
 
 
 def findings_table(found, link_prefix):
@@ -399,6 +418,7 @@ def report(results_dir=records.RESULTS_DIR, document_path=DOCUMENT, readme=READM
         file.write(text)
     files.replace_block(readme, "findings", findings_table(found, "docs/RESULTS.md"))
     files.replace_block(readme, "pre-memorization", pre_memorization_summary(results))
+    files.replace_block(readme, "first-line", first_line_summary(results.get("cpu-batch")))
     files.replace_block(readme, "speed", speed_summary(results.get("bench")))
     files.replace_block(methods, "cost-plan", plan_text(results.get("plan-paper")))
     print(f"wrote {document_path} from {len(results)} records ({', '.join(results) or 'none'}), and the findings "

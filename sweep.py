@@ -95,6 +95,33 @@ def summary_row(name, cfg, log, field, mins):
                 distance_share=metrics.distance_share(log), **stats)
 
 
+def summary_lines(rows, field):
+    """The summary table of a sweep's rows (summary_row), its legend, the distances' share of
+    the runs' time and, on the data axis, how tau_mem grows with N (metrics.scaling_fit)."""
+    lines = [f"{'run':<14}{field:>12}{'steps':>7}{'tau_mem':>9}{'in T':>8}{'tau_gen':>9}{'copy onset':>12}"
+             f"{'mem rate/dec':>14}{'best SWD':>10}{'at step':>9}{'memorizer':>11}{'Gaussian':>10}{'final mem':>11}"]
+    for r in rows:
+        lines.append(f"{r['name']:<14}{r['value']:>12g}{r['steps_done']:>7d}{r['tau_mem']:>9.0f}{r['tau_mem_T']:>8.0f}"
+                     f"{r['tau_gen']:>9.0f}{r['copy_onset']:>12.0f}{r['memorization_rate']:>14.3f}{r['best_swd']:>10.4g}"
+                     f"{r['best_swd_step']:>9.0f}{r['memorizer_swd']:>11.4g}{r['gaussian_swd']:>10.4g}{r['final_mem']:>11.2f}")
+    lines += (f"(tau_mem: step of the smoothed test-loss minimum; T: normalized step; tau_gen: first step within "
+              f"{metrics.GENERATION_TOLERANCE:.0%} of the best SWD;\n copy onset: first step with {rows[0]['mem_key']} >= "
+              f"{metrics.COPY_ONSET:g}; best SWD: {rows[0]['swd_key']}, best at or before tau_mem;\n memorizer, Gaussian: "
+              f"the same of the exact references' samples, what a network scores that copies the training set, and one\n "
+              f"that knows only its mean and covariance)").splitlines()
+    shares = np.array([r["distance_share"] for r in rows], float)
+    if np.isfinite(shares).any():
+        lines.append(f"distances to the exact references: {100 * np.nanmin(shares):.1f}% to "
+                     f"{100 * np.nanmax(shares):.1f}% of a run's wall time")
+    if field == "num_train":
+        fit = metrics.scaling_fit([r["value"] for r in rows], [r["tau_mem"] for r in rows])
+        lines.append(f"tau_mem vs N: log-log slope {fit['loglog_slope']:.2f} (1 = proportional); through the origin "
+                     f"tau_mem = {fit['origin_slope']:.3g} N, R^2 = {fit['origin_r2']:.2f}")
+        gen = metrics.scaling_fit([r["value"] for r in rows], [r["tau_gen"] for r in rows])
+        lines.append(f"tau_gen vs N: log-log slope {gen['loglog_slope']:.2f} (0 = independent of N)")
+    return lines
+
+
 def summarize(runs, out_dir, field, mins):
     """Print and save (summary.npz) one row per run that has evaluations; on the data axis,
     also how tau_mem grows with N (metrics.scaling_fit)."""
@@ -105,28 +132,7 @@ def summarize(runs, out_dir, field, mins):
     if not rows:
         print("no run of this sweep has an evaluation yet")
         return rows
-    print(f"\n{'run':<14}{field:>12}{'steps':>7}{'tau_mem':>9}{'in T':>8}{'tau_gen':>9}{'copy onset':>12}{'mem rate/dec':>14}"
-          f"{'best SWD':>10}{'at step':>9}{'memorizer':>11}{'Gaussian':>10}{'final mem':>11}")
-    for r in rows:
-        print(f"{r['name']:<14}{r['value']:>12g}{r['steps_done']:>7d}{r['tau_mem']:>9.0f}{r['tau_mem_T']:>8.0f}{r['tau_gen']:>9.0f}"
-              f"{r['copy_onset']:>12.0f}{r['memorization_rate']:>14.3f}{r['best_swd']:>10.4g}{r['best_swd_step']:>9.0f}"
-              f"{r['memorizer_swd']:>11.4g}{r['gaussian_swd']:>10.4g}"
-              f"{r['final_mem']:>11.2f}")
-    print(f"(tau_mem: step of the smoothed test-loss minimum; T: normalized step; tau_gen: first step within "
-          f"{metrics.GENERATION_TOLERANCE:.0%} of the best SWD;\n copy onset: first step with {rows[0]['mem_key']} >= "
-          f"{metrics.COPY_ONSET:g}; best SWD: {rows[0]['swd_key']}, best at or before tau_mem;\n memorizer, Gaussian: "
-          f"the same of the exact references' samples, what a network scores that copies the training set, and one\n "
-          f"that knows only its mean and covariance)")
-    shares = [r["distance_share"] for r in rows]
-    if np.isfinite(shares).any():
-        print(f"distances to the exact references: {100 * np.nanmin(shares):.1f}% to {100 * np.nanmax(shares):.1f}% "
-              f"of a run's wall time")
-    if field == "num_train":
-        fit = metrics.scaling_fit([r["value"] for r in rows], [r["tau_mem"] for r in rows])
-        print(f"tau_mem vs N: log-log slope {fit['loglog_slope']:.2f} (1 = proportional); through the origin "
-              f"tau_mem = {fit['origin_slope']:.3g} N, R^2 = {fit['origin_r2']:.2f}")
-        gen = metrics.scaling_fit([r["value"] for r in rows], [r["tau_gen"] for r in rows])
-        print(f"tau_gen vs N: log-log slope {gen['loglog_slope']:.2f} (0 = independent of N)")
+    print("\n" + "\n".join(summary_lines(rows, field)))
     with files.atomic_write(Path(out_dir) / "summary.npz") as file:
         np.savez(file, **{k: np.array([r[k] for r in rows]) for k in rows[0]})
     return rows

@@ -43,7 +43,7 @@ def published(tmp_path_factory):
     readme = root / "README.md"
     readme.write_text("# x\n<!-- findings: begin -->\n<!-- findings: end -->\n"
                       "<!-- pre-memorization: begin -->\n<!-- pre-memorization: end -->\n"
-                      "<!-- speed: begin -->\n<!-- speed: end -->\n")
+                      "<!-- speed: begin -->\n<!-- speed: end -->\n<!-- first-line: begin -->\n<!-- first-line: end -->\n")
     report.report(results, root / "RESULTS.md", readme)
     return root, out, results
 
@@ -230,7 +230,7 @@ def test_the_speed_summary_names_where_jax_spends_more_than_torch():
     summary = report.speed_summary(record)
     assert "- train step, small: JAX / torch eager time 0.80, at or below torch." in summary
     assert "layout copy +55.0 ms, between operations +35.0 ms, elementwise +10.0 ms" in summary
-    assert "The widest gap, layout copy, is mostly `attention (unet.py:311)` 40.0 ms." in summary
+    assert "The widest gap is in layout copy work; JAX's time there is mostly in `attention (unet.py:311)` 40.0 ms." in summary
     assert "- sampler's Euler step, large: JAX / torch eager time 1.20; not profiled" in summary
     section = "\n".join(report.bench_section(record))
     assert "### Where the time goes: train step, large" in section and "Where the time goes: train step, small" not in section
@@ -268,3 +268,15 @@ def test_the_cost_plan_record_and_its_text(tmp_path, monkeypatch):
     assert "`python plan.py --preset paper --hardware H100 --devices 1 --utilization 0.4`:" in text
     assert "25.0% of the data axis (its data_16384 run spends the largest share on it, 40.0%)" in text
     assert "evaluation share is 90.0% (its evaluation costs 9.0 times its training), against 10.0%" in text
+
+
+def test_the_readme_shows_the_summary_table_the_sweep_printed(published, capsys):
+    """The README's first-line block is the batch axis' summary as sweep.py prints it, written
+    from the committed record: here the data axis' record against the data sweep's own print."""
+    root, out, results = published
+    sweep.main(["--axis", "data", "--preset", "cpu", "--out", str(out), "--summary", "--twin", *tiny_flags()])
+    printed = capsys.readouterr().out
+    text = report.first_line_summary(records.load_records(results)["cpu-data"])
+    table = text.split("```")[1].strip("\n")
+    assert table.splitlines()[1].startswith("data_40") and table in printed
+    assert "runs trained in" in text and "No record of the batch axis yet" in (root / "README.md").read_text()
