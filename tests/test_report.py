@@ -44,7 +44,8 @@ def published(tmp_path_factory):
     readme.write_text("# x\n<!-- findings: begin -->\n<!-- findings: end -->\n"
                       "<!-- pre-memorization: begin -->\n<!-- pre-memorization: end -->\n"
                       "<!-- speed: begin -->\n<!-- speed: end -->\n<!-- first-line: begin -->\n<!-- first-line: end -->\n")
-    report.report(results, root / "RESULTS.md", readme)
+    (root / "METHODS.md").write_text("# m\n<!-- cost-plan: begin -->\n<!-- cost-plan: end -->\n")
+    report.report(results, root / "RESULTS.md", readme, root / "METHODS.md")
     return root, out, results
 
 
@@ -156,9 +157,11 @@ def test_a_record_from_a_tree_with_uncommitted_changes_says_so(published):
 
 def test_reporting_twice_writes_the_same_files(published):
     root, _, results = published
-    before = (root / "RESULTS.md").read_bytes(), (root / "README.md").read_bytes()
-    report.report(results, root / "RESULTS.md", root / "README.md")
-    assert ((root / "RESULTS.md").read_bytes(), (root / "README.md").read_bytes()) == before
+    documents = [root / name for name in ("RESULTS.md", "README.md", "METHODS.md")]
+    before = [path.read_bytes() for path in documents]
+    report.report(results, *documents)
+    assert [path.read_bytes() for path in documents] == before
+    assert "No cost plan recorded yet" in before[2].decode()  # these results hold no plan
 
 
 def test_bad_record_folders_are_one_line_errors(published, tmp_path):
