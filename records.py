@@ -184,11 +184,13 @@ def publish_plan(preset="paper", results_dir=RESULTS_DIR):
             return [("run", train.make_config(dict(study.PRESETS[preset_name])))]
         return sweep.run_configs(preset_name, axis, Path("sweeps") / f"{preset_name}-{axis}", {})
 
-    tables = [{"axis": axis, "hardware": hardware, "devices": devices,
-               "lines": plan.plan_table(named_configs(preset, axis), hardware, devices, PLAN_UTILIZATION)[0]}
-              for axis, hardware, devices in PLAN_TABLES]
-    shares = {"run": plan.plan_table(named_configs(preset, None))[1]["run"],
-              "axes": {axis: plan.plan_table(named_configs(preset, axis))[1] for axis in study.AXES[preset]}}
+    # each plan once: the evaluation's share does not depend on the hardware a table projects on
+    hardware = {axis: (name, devices) for axis, name, devices in PLAN_TABLES}
+    planned = {axis: plan.plan_table(named_configs(preset, axis), *hardware.get(axis, ("H100", 1)), PLAN_UTILIZATION)
+               for axis in (None, *study.AXES[preset])}
+    tables = [{"axis": axis, "hardware": name, "devices": devices, "lines": planned[axis][0]}
+              for axis, name, devices in PLAN_TABLES]
+    shares = {"run": planned[None][1]["run"], "axes": {axis: planned[axis][1] for axis in study.AXES[preset]}}
     if f"{preset}-dense" in study.PRESETS:
         shares["dense run"] = plan.plan_table(named_configs(f"{preset}-dense", None))[1]["run"]
     record = {"kind": "plan", "preset": preset, "command": f"python report.py plan {preset}",
